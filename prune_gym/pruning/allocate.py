@@ -1,0 +1,224 @@
+"""From scores and pruning ratios to masks, and per-layer density allocations.
+
+``MaskBuilder`` ranks every layer's scores once; after that a mask for any ratio (or any
+global sparsity) is a comparison against the cached ranks, never a new sort. This is what
+makes environment steps cheap. ``uniform_densities`` and ``erk_densities`` allocate a
+global sparsity across layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from prune_gym.pruning.layers import ChannelStructure, prunable_layers
+from prune_gym.pruning.masks import MaskSet, check_structure, effective_weight
+
+
+def check_fraction(value: float, what: str) -> float:
+    """Validate a finite number in [0, 1] (a ratio or a sparsity), returning it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what}={value!r} is not a finite number in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what}={value!r} is outside [0, 1]")
+    return float(value)
+
+
+class MaskBuilder:
+    """Builds masks for many ratios from one set of scores, ranking each layer only once.
+
+    ``scores`` maps every prunable layer to a weight-shaped tensor (or, with
+    ``structure="channel"``, a weight-shaped or ``(out_channels,)`` tensor; channel scores
+    are summed per output channel); ``None`` means weight magnitude. Weights (channels)
+    that the model already prunes rank below everything else, so masks stay nested when
+    ratios only grow. Channel masks need ``example_input`` (or a prebuilt
+    ``channel_structure``) to find coupled BatchNorms and the output layer.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scores: dict[str, torch.Tensor] | None = None,
+        structure: str = "unstructured",
+        example_input: torch.Tensor | None = None,
+        channel_structure: ChannelStructure | None = None,
+    ) -> None:
+        self.structure = check_structure(structure)
+        layers = prunable_layers(model)
+        self.layer_names = [name for name, _ in layers]
+        self._shapes = {name: m.weight.shape for name, m in layers}
+        self._has_bias = {name: m.bias is not None for name, m in layers}
+        if self.structure == "channel":
+            if channel_structure is None:
+                if example_input is None:
+                    raise ValueError(
+                        'structure="channel" needs example_input (a batch of model inputs) '
+                        "to trace channel dependencies; got example_input=None"
+                    )
+                channel_structure = ChannelStructure.build(model, example_input)
+            self.channel_structure = channel_structure
+        unit_scores = self._unit_scores(layers, scores)
+        self._ranks = {
+            name: _ranks_of(unit) for name, unit in unit_scores.items()
+        }  # rank r: the unit is the r-th lowest; a ratio keeps units with rank >= k
+        self._unit_counts = {name: unit.numel() for name, unit in unit_scores.items()}
+        self._build_global_order(unit_scores)
+
+    # ranking, done once ---------------------------------------------------------------
+    def _unit_scores(
+        self, layers: list[tuple[str, nn.Module]], scores: dict[str, torch.Tensor] | None
+    ) -> dict[str, torch.Tensor]:
+        """One float64 score per prunable unit (weight or channel), pruned units at -inf."""
+        units = {}
+        for name, module in layers:
+            kept = effective_weight(module).ne(0).cpu()
+            if scores is None:
+                score = effective_weight(module).abs().cpu()
+            else:
+                if name not in scores:
+                    raise ValueError(
+                        f"scores have no entry for prunable layer {name!r}; expected one "
+                        f"tensor per layer of {self.layer_names}"
+                    )
+                score = scores[name].detach().cpu()
+            score = score.to(torch.float64)
+            weight_shape = self._shapes[name]
+            if self.structure == "unstructured":
+                if score.shape != weight_shape:
+                    raise ValueError(
+                        f"scores[{name!r}] has shape {tuple(score.shape)}; expected the "
+                        f"weight's shape {tuple(weight_shape)}"
+                    )
+                unit, unit_kept = score.reshape(-1), kept.reshape(-1)
+            else:
+                unit = _channel_scores(name, score, weight_shape)
+                unit_kept = kept.reshape(weight_shape[0], -1).any(dim=1)
+            units[name] = unit.masked_fill(~unit_kept, -math.inf)
+        return units
+
+    def _build_global_order(self, unit_scores: dict[str, torch.Tensor]) -> None:
+        """Rank all units of all layers together, for global thresholds."""
+        sizes, scores = [], []
+        for name, unit in unit_scores.items():
+            per_unit = math.prod(self._shapes[name][1:]) if self.structure == "channel" else 1
+            size = torch.full((unit.numel(),), per_unit, dtype=torch.long)
+            score = unit / per_unit  # channels compete on mean score per weight
+            if self.structure == "channel" and name in self.channel_structure.output_layers:
+                score = torch.full_like(score, math.inf)
+            sizes.append(size)
+            scores.append(score)
+        all_scores = torch.cat(scores)
+        order = torch.argsort(all_scores, stable=True)
+        self._global_rank = _ranks_of(all_scores, order)
+        self._cumulative_size = torch.cumsum(torch.cat(sizes)[order], dim=0)
+        self._total_weights = int(self._cumulative_size[-1])
+        self._splits = [self._unit_counts[name] for name in self.layer_names]
+
+    # masks, cheap ---------------------------------------------------------------------
+    def from_ratios(self, ratios: dict[str, float]) -> MaskSet:
+        """Remove ``round(ratio * units)`` lowest-ranked units of each named layer."""
+        unknown = set(ratios) - set(self.layer_names)
+        if unknown:
+            raise ValueError(
+                f"ratios name unknown layers {sorted(unknown)}; prunable layers are "
+                f"{self.layer_names}"
+            )
+        keep = {}
+        for name in self.layer_names:
+            ratio = check_fraction(ratios.get(name, 0.0), f"ratio of layer {name!r}")
+            if (
+                ratio > 0
+                and self.structure == "channel"
+                and name in self.channel_structure.output_layers
+            ):
+                raise ValueError(
+                    f"layer {name!r} produces the model's output; its channels cannot be "
+                    f"removed (got ratio {ratio}); use ratio 0 for it"
+                )
+            removed = round(ratio * self._unit_counts[name])
+            keep[name] = self._ranks[name] >= removed
+        return self._mask_set(keep)
+
+    def global_threshold(self, sparsity: float) -> MaskSet:
+        """Remove the lowest-ranked units across all layers until ``sparsity`` is reached.
+
+        Unstructured: exactly ``round(sparsity * N)`` weights. Channel: the fewest whole
+        channels (ranked by mean score per weight) that remove at least that many weights.
+        """
+        sparsity = check_fraction(sparsity, "sparsity")
+        target = round(sparsity * self._total_weights)
+        removed_units = 0
+        if target > 0:
+            removed_units = int(torch.searchsorted(self._cumulative_size, target)) + 1
+        keep_all = self._global_rank >= removed_units
+        return self._mask_set(dict(zip(self.layer_names, keep_all.split(self._splits))))
+
+    def _mask_set(self, keep_units: dict[str, torch.Tensor]) -> MaskSet:
+        """Expand per-unit keep flags into a MaskSet of weight-shaped masks."""
+        if self.structure == "unstructured":
+            masks = {name: keep.view(self._shapes[name]) for name, keep in keep_units.items()}
+            return MaskSet(masks)
+        masks, extra = {}, {}
+        for name, keep in keep_units.items():
+            shape = self._shapes[name]
+            masks[name] = keep.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+            if keep.all():
+                continue
+            if self._has_bias[name]:
+                extra[f"{name}.bias"] = keep
+            for bn in self.channel_structure.batchnorms.get(name, []):
+                extra[f"{bn}.weight"] = keep
+                extra[f"{bn}.bias"] = keep
+        return MaskSet(masks, structure="channel", extra_masks=extra)
+
+
+def _ranks_of(scores: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+    """Position of each entry in the stable ascending order of ``scores``."""
+    if order is None:
+        order = torch.argsort(scores, stable=True)
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(order.numel())
+    return ranks
+
+
+def _channel_scores(name: str, score: torch.Tensor, weight_shape: torch.Size) -> torch.Tensor:
+    """Per-output-channel scores from weight-shaped (summed) or channel-shaped scores."""
+    if score.shape == weight_shape:
+        return score.reshape(weight_shape[0], -1).sum(dim=1)
+    if score.shape == (weight_shape[0],):
+        return score
+    raise ValueError(
+        f"scores[{name!r}] has shape {tuple(score.shape)}; expected the weight's shape "
+        f"{tuple(weight_shape)} or ({weight_shape[0]},) for channel scores"
+    )
+
+
+def uniform_densities(model: nn.Module, sparsity: float) -> dict[str, float]:
+    """Every prunable layer keeps the same fraction ``1 - sparsity`` of its weights."""
+    sparsity = check_fraction(sparsity, "sparsity")
+    return {name: 1.0 - sparsity for name, _ in prunable_layers(model)}
+
+
+def erk_densities(model: nn.Module, sparsity: float, power_scale: float = 1.0) -> dict[str, float]:
+    """Erdos-Renyi-Kernel densities (RigL): density ~ sum(shape) / prod(shape).
+
+    Layers whose density would exceed 1 are made dense and the scale re-solved, so the
+    total number of kept weights is exactly ``(1 - sparsity) * N``.
+    """
+    sparsity = check_fraction(sparsity, "sparsity")
+    shapes = {name: m.weight.shape for name, m in prunable_layers(model)}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    raw = {name: (sum(shape) / math.prod(shape)) ** power_scale for name, shape in shapes.items()}
+    kept_total = (1.0 - sparsity) * sum(sizes.values())
+    dense: set[str] = set()
+    while True:
+        budget = kept_total - sum(sizes[name] for name in dense)
+        scale_sum = sum(raw[name] * sizes[name] for name in shapes if name not in dense)
+        epsilon = budget / scale_sum if scale_sum > 0 else 0.0
+        too_dense = {name for name in shapes if name not in dense and epsilon * raw[name] > 1.0}
+        if not too_dense:
+            break
+        dense |= too_dense
+    return {name: 1.0 if name in dense else epsilon * raw[name] for name in shapes}

@@ -1,0 +1,271 @@
+"""What a (pruned) network costs: parameters, MACs (dense, nonzero, structural), latency.
+
+Units (DESIGN §3): MACs are multiply-accumulates of one forward pass of one sample, over
+the prunable Linear/Conv2d layers (bias, BatchNorm and activations are not counted, as in
+``torch.utils.flop_counter``). ``params_*`` count prunable weights. ``*_nonzero`` scales
+each layer by its weight density; ``*_structural`` counts what is left once channels that
+every coupled producer zeroes are physically removed (see ``export_channel_pruned``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prune_gym.pruning.layers import ChannelStructure, layer_kind, prunable_layers
+from prune_gym.pruning.masks import MaskSet
+
+RESOURCES = ("params", "flops", "latency")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Dense cost of one prunable layer for one input sample."""
+
+    name: str
+    kind: str
+    params: int
+    macs: int
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    output_size: tuple[int, ...]
+
+
+class CostModel:
+    """Per-layer dense costs of one architecture, measured once with one forward pass.
+
+    ``evaluate(masks)`` then costs any ``MaskSet`` with tensor arithmetic only, so an
+    environment can price every step without running the model.
+    """
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor) -> None:
+        layers = prunable_layers(model, example_input)
+        self.layers = _measure_layers(model, layers, example_input)
+        self.channel_structure = ChannelStructure.build(model, example_input)
+        self.params_dense = sum(layer.params for layer in self.layers)
+        self.macs_dense = sum(layer.macs for layer in self.layers)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Prunable layer names in forward order."""
+        return [layer.name for layer in self.layers]
+
+    def evaluate(self, masks: MaskSet | None = None) -> dict:
+        """Totals and per-layer rows of params and MACs under ``masks`` (dense if None)."""
+        if masks is not None:
+            missing = set(masks.masks) - set(self.layer_names)
+            if missing:
+                raise ValueError(f"masks name layers {sorted(missing)} that the model lacks")
+        out_kept, in_kept = self._kept_channels(masks)
+        rows = []
+        for layer in self.layers:
+            density = 1.0
+            if masks is not None and layer.name in masks.masks:
+                density = float(masks.masks[layer.name].sum()) / layer.params
+            structural = (out_kept[layer.name] / layer.out_channels) * in_kept[layer.name]
+            rows.append(
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "params_dense": layer.params,
+                    "params_nonzero": round(layer.params * density),
+                    "params_structural": round(layer.params * structural),
+                    "macs_dense": layer.macs,
+                    "macs_nonzero": layer.macs * density,
+                    "macs_structural": round(layer.macs * structural),
+                    "density": density,
+                    "out_channels_kept": out_kept[layer.name],
+                }
+            )
+        totals = {
+            key: sum(row[key] for row in rows)
+            for key in (
+                "params_dense",
+                "params_nonzero",
+                "params_structural",
+                "macs_dense",
+                "macs_nonzero",
+                "macs_structural",
+            )
+        }
+        totals["layers"] = rows
+        return totals
+
+    def _kept_channels(self, masks: MaskSet | None) -> tuple[dict[str, int], dict[str, float]]:
+        """Output channels left per layer, and the fraction of input width left per layer.
+
+        A root channel of a group is removable when every producer in the group has an
+        all-zero row for it; consumers then lose the matching input indices.
+        """
+        out_kept = {layer.name: layer.out_channels for layer in self.layers}
+        in_fraction = {layer.name: 1.0 for layer in self.layers}
+        if masks is None:
+            return out_kept, in_fraction
+        kinds = {layer.name: layer.kind for layer in self.layers}
+        in_removed: dict[str, torch.Tensor] = {}
+        for removed, producers, consumers in zip(
+            self.channel_structure.removed_channels(masks),
+            self.channel_structure.producers,
+            self.channel_structure.consumers,
+        ):
+            for name, roots in producers.items():
+                out_kept[name] -= int(removed[roots].sum())
+            for name, roots in consumers.items():
+                hit = (roots >= 0) & removed[roots.clamp(min=0)]
+                in_removed[name] = in_removed.get(name, torch.zeros_like(hit)) | hit
+        for name, removed_inputs in in_removed.items():
+            if kinds[name] != "depthwise":  # its inputs are its outputs: counted once
+                in_fraction[name] = 1.0 - float(removed_inputs.float().mean())
+        return out_kept, in_fraction
+
+
+def _measure_layers(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], example_input: torch.Tensor
+) -> list[LayerCost]:
+    """Run one forward pass and compute each layer's dense MACs from its output shape."""
+    output_shapes: dict[str, torch.Size] = {}
+
+    def record(name: str):
+        def hook(_module, _inputs, output):
+            output_shapes[name] = output.shape
+
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    batch = example_input.shape[0]
+    costs = []
+    for name, module in layers:
+        if name not in output_shapes:
+            raise ValueError(
+                f"prunable layer {name!r} was not used in the forward pass of the example "
+                "input; prune-gym cannot cost or prune a layer the model does not run"
+            )
+        shape = output_shapes[name]
+        params = module.weight.numel()
+        if isinstance(module, nn.Conv2d):
+            positions = math.prod(shape[2:])
+            kernel, stride = tuple(module.kernel_size), tuple(module.stride)
+            in_channels = module.in_channels
+        else:
+            positions = math.prod(shape[:-1]) // batch  # tokens per sample, 1 for plain MLPs
+            kernel, stride = (1, 1), (1, 1)
+            in_channels = module.in_features
+        costs.append(
+            LayerCost(
+                name=name,
+                kind=layer_kind(module),
+                params=params,
+                macs=params * positions,
+                in_channels=in_channels,
+                out_channels=module.weight.shape[0],
+                kernel_size=kernel,
+                stride=stride,
+                output_size=tuple(shape[1:]),
+            )
+        )
+    return costs
+
+
+def count_costs(
+    model: nn.Module, example_input: torch.Tensor, masks: MaskSet | None = None
+) -> dict:
+    """Params and MACs of ``model`` (dense, nonzero under ``masks``, structural) + per-layer rows.
+
+    Keys: ``params_dense``, ``params_nonzero``, ``params_structural``, ``macs_dense``,
+    ``macs_nonzero``, ``macs_structural`` and ``layers`` (one dict per prunable layer).
+    Masks default to those the model carries (``weight_mask`` buffers), if any.
+    """
+    if masks is None:
+        masks = MaskSet.from_model(model)
+    return CostModel(model, example_input).evaluate(masks)
+
+
+def measure_latency(
+    model: nn.Module, example_input: torch.Tensor, repeats: int = 20, warmup: int = 3
+) -> float:
+    """Median wall time in seconds of one forward pass (``warmup`` passes excluded)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0; got repeats={repeats}, {warmup=}")
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                start = time.perf_counter()
+                model(example_input)
+                if example_input.is_cuda:
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Resource limits as fractions of the dense network: ``{"flops": 0.5}`` = half the MACs.
+
+    Keys: ``params`` (nonzero prunable weights), ``flops`` (nonzero MACs) and ``latency``
+    (measured; structured pruning only). Every limit lies in (0, 1].
+    """
+
+    limits: dict[str, float]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limits, dict) or not self.limits:
+            raise ValueError(
+                f"budget={self.limits!r} must be a non-empty dict resource -> fraction, "
+                f"with resources from {RESOURCES}"
+            )
+        for resource, limit in self.limits.items():
+            if resource not in RESOURCES:
+                raise ValueError(f"unknown budget resource {resource!r}; expected {RESOURCES}")
+            if (
+                isinstance(limit, bool)
+                or not isinstance(limit, (int, float))
+                or not math.isfinite(limit)
+                or not 0.0 < limit <= 1.0
+            ):
+                raise ValueError(
+                    f"budget {resource}={limit!r} must be a fraction of the dense value in (0, 1]"
+                )
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Parse ``"flops=0.5,params=0.3"`` (the CLI form)."""
+        limits = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            resource, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"budget item {part!r} is not of the form resource=fraction")
+            try:
+                limits[resource.strip()] = float(value)
+            except ValueError as error:
+                raise ValueError(f"budget item {part!r}: {value!r} is not a number") from error
+        return cls(limits)
+
+    def violation(self, used: dict[str, float]) -> float:
+        """Largest excess of a used fraction over its limit, floored at 0."""
+        return max(0.0, *(used[r] - limit for r, limit in self.limits.items()))
+
+    def is_met(self, used: dict[str, float]) -> bool:
+        """Whether every used fraction is within its limit."""
+        return self.violation(used) <= 0.0

@@ -153,7 +153,9 @@ class MaskBuilder:
         if target > 0:
             removed_units = int(torch.searchsorted(self._cumulative_size, target)) + 1
         keep_all = self._global_rank >= removed_units
-        return self._mask_set(dict(zip(self.layer_names, keep_all.split(self._splits))))
+        return self._mask_set(
+            dict(zip(self.layer_names, keep_all.split(self._splits), strict=True))
+        )
 
     def _mask_set(self, keep_units: dict[str, torch.Tensor]) -> MaskSet:
         """Expand per-unit keep flags into a MaskSet of weight-shaped masks."""

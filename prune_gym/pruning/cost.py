@@ -114,6 +114,7 @@ class CostModel:
             self.channel_structure.removed_channels(masks),
             self.channel_structure.producers,
             self.channel_structure.consumers,
+            strict=True,
         ):
             for name, roots in producers.items():
                 out_kept[name] -= int(removed[roots].sum())

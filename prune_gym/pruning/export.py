@@ -31,7 +31,7 @@ def export_channel_pruned(
     graph = tp.DependencyGraph().build_dependency(
         exported, example_inputs=example_input, verbose=False
     )
-    for root, removed in zip(structure.roots, removed_per_group):
+    for root, removed in zip(structure.roots, removed_per_group, strict=True):
         idxs = torch.nonzero(removed).flatten().tolist()
         if not idxs:
             continue

@@ -1,0 +1,70 @@
+"""MaskBuilder (cached ranks), uniform and ERK allocations."""
+
+import pytest
+import torch
+from torch import nn
+
+from prune_gym.pruning import (
+    MaskBuilder,
+    MaskSet,
+    erk_densities,
+    prunable_layers,
+    uniform_densities,
+)
+from prune_gym.tasks.models import lenet5, resnet20
+
+
+def test_builder_masks_equal_fresh_masks_for_every_ratio():
+    model = lenet5()
+    builder = MaskBuilder(model)
+    for ratio in (0.0, 0.1, 0.5, 0.93, 1.0):
+        ratios = {name: ratio for name, _ in prunable_layers(model)}
+        cached = builder.from_ratios(ratios)
+        fresh = MaskSet.from_ratios(model, ratios)
+        assert all(torch.equal(cached[n], fresh[n]) for n in ratios)
+
+
+def test_builder_global_threshold_hits_exact_sparsity():
+    model = lenet5()
+    builder = MaskBuilder(model)
+    total = sum(m.weight.numel() for _, m in prunable_layers(model))
+    for sparsity in (0.0, 0.3, 0.9, 0.99):
+        masks = builder.global_threshold(sparsity)
+        assert total - masks.num_kept() == round(sparsity * total)
+
+
+def test_channel_global_threshold_removes_at_least_the_target_in_whole_channels():
+    model = resnet20()
+    builder = MaskBuilder(model, structure="channel", example_input=torch.zeros(1, 3, 32, 32))
+    masks = builder.global_threshold(0.5)
+    assert masks.sparsity() >= 0.5
+    for name, mask in masks.masks.items():
+        rows = mask.reshape(mask.shape[0], -1)
+        assert torch.equal(rows.all(dim=1), rows.any(dim=1)), name
+    assert masks.densities()["fc"] == 1.0
+
+
+def test_uniform_densities():
+    model = lenet5()
+    assert set(uniform_densities(model, 0.75).values()) == {0.25}
+
+
+def test_erk_densities_keep_exactly_the_target_and_favour_small_layers():
+    model = resnet20()
+    sizes = {name: m.weight.numel() for name, m in prunable_layers(model)}
+    for sparsity in (0.5, 0.9, 0.98):
+        densities = erk_densities(model, sparsity)
+        kept = sum(densities[n] * sizes[n] for n in sizes)
+        assert kept == pytest.approx((1 - sparsity) * sum(sizes.values()), rel=1e-9)
+        assert all(0 < d <= 1 for d in densities.values())
+    densities = erk_densities(model, 0.9)
+    # the 3-channel stem (432 weights) is denser than a 64-channel 3x3 conv (36,864 weights)
+    assert densities["conv1"] > densities["layer3.2.conv2"]
+
+
+def test_erk_on_a_linear_stack_matches_the_closed_form():
+    model = nn.Sequential(nn.Linear(100, 100), nn.Linear(100, 10))
+    d = erk_densities(model, 0.9)
+    raw = {"0": 200 / 10000, "1": 110 / 1000}
+    eps = 0.1 * 11000 / (raw["0"] * 10000 + raw["1"] * 1000)
+    assert d == pytest.approx({k: eps * v for k, v in raw.items()})

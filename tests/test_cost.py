@@ -1,0 +1,96 @@
+"""count_costs against torch.utils.flop_counter, and nonzero/structural accounting."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from prune_gym.pruning import (
+    Budget,
+    CostModel,
+    MaskSet,
+    count_costs,
+    measure_latency,
+    prunable_layers,
+)
+from prune_gym.tasks.models import lenet5, resnet20
+
+MODELS = {
+    "lenet5": (lenet5, (1, 28, 28)),
+    "resnet20": (resnet20, (3, 32, 32)),
+    "resnet18": (lambda: torchvision.models.resnet18(num_classes=10), (3, 64, 64)),
+    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(num_classes=10), (3, 64, 64)),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dense_macs_agree_with_flop_counter(name):
+    factory, shape = MODELS[name]
+    model = factory().eval()
+    x = torch.randn(2, *shape)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    reference = counter.get_total_flops() / 2 / x.shape[0]
+    costs = count_costs(model, x)
+    assert costs["macs_dense"] == pytest.approx(reference, rel=0.01)
+    assert costs["params_dense"] == sum(m.weight.numel() for _, m in prunable_layers(model))
+
+
+def test_nonzero_costs_scale_each_layer_by_its_density():
+    model = lenet5()
+    x = torch.zeros(1, 1, 28, 28)
+    masks = MaskSet.from_ratios(model, {name: 0.5 for name, _ in prunable_layers(model)})
+    costs = count_costs(model, x, masks)
+    for row in costs["layers"]:
+        assert row["macs_nonzero"] == pytest.approx(row["macs_dense"] * row["density"])
+    assert costs["params_nonzero"] == masks.num_kept()
+    assert costs["macs_nonzero"] == pytest.approx(0.5 * costs["macs_dense"], rel=1e-3)
+
+
+def test_costs_default_to_the_masks_the_model_carries():
+    model = lenet5()
+    x = torch.zeros(1, 1, 28, 28)
+    masks = MaskSet.global_threshold(model, 0.9)
+    expected = count_costs(model, x, masks)
+    masks.apply(model)
+    assert count_costs(model, x)["params_nonzero"] == expected["params_nonzero"]
+
+
+def test_structural_macs_count_only_channels_removed_in_every_coupled_layer():
+    model = resnet20()
+    x = torch.zeros(1, 3, 32, 32)
+    cost_model = CostModel(model, x)
+    # one conv inside a block: its output and the next conv's input shrink by half
+    masks = MaskSet.from_ratios(
+        model, {"layer1.0.conv1": 0.5}, structure="channel", example_input=x
+    )
+    rows = {row["name"]: row for row in cost_model.evaluate(masks)["layers"]}
+    assert rows["layer1.0.conv1"]["macs_structural"] == rows["layer1.0.conv1"]["macs_dense"] / 2
+    assert rows["layer1.0.conv2"]["macs_structural"] == rows["layer1.0.conv2"]["macs_dense"] / 2
+    # a conv on the residual stream alone: zero rows, but no channel can be removed
+    masks = MaskSet.from_ratios(
+        model, {"layer1.0.conv2": 0.5}, structure="channel", example_input=x
+    )
+    costs = cost_model.evaluate(masks)
+    assert costs["macs_structural"] == costs["macs_dense"]
+    assert costs["macs_nonzero"] < costs["macs_dense"]
+
+
+def test_measure_latency_returns_a_positive_median():
+    model = nn.Sequential(nn.Linear(32, 32))
+    assert measure_latency(model, torch.zeros(1, 32), repeats=5) > 0
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(model, torch.zeros(1, 32), repeats=0)
+
+
+def test_budget_parsing_and_validation():
+    budget = Budget.parse("flops=0.5, params=0.3")
+    assert budget.limits == {"flops": 0.5, "params": 0.3}
+    assert budget.violation({"flops": 0.6, "params": 0.2}) == pytest.approx(0.1)
+    assert budget.is_met({"flops": 0.5, "params": 0.3})
+    for bad in ({"flops": 0.0}, {"flops": 1.5}, {"flops": float("nan")}, {"energy": 0.5}, {}):
+        with pytest.raises(ValueError):
+            Budget(bad)
+    with pytest.raises(ValueError, match="resource=fraction"):
+        Budget.parse("flops0.5")

@@ -15,6 +15,7 @@ from torch import nn
 
 from prune_gym.pruning.layers import ChannelStructure, prunable_layers
 from prune_gym.pruning.masks import MaskSet, check_structure, effective_weight
+from prune_gym.pruning.scores import compute_scores
 
 
 def check_fraction(value: float, what: str) -> float:
@@ -59,7 +60,7 @@ class MaskBuilder:
                     )
                 channel_structure = ChannelStructure.build(model, example_input)
             self.channel_structure = channel_structure
-        unit_scores = self._unit_scores(layers, scores)
+        unit_scores = self._unit_scores(model, layers, scores)
         self._ranks = {
             name: _ranks_of(unit) for name, unit in unit_scores.items()
         }  # rank r: the unit is the r-th lowest; a ratio keeps units with rank >= k
@@ -68,22 +69,23 @@ class MaskBuilder:
 
     # ranking, done once ---------------------------------------------------------------
     def _unit_scores(
-        self, layers: list[tuple[str, nn.Module]], scores: dict[str, torch.Tensor] | None
+        self,
+        model: nn.Module,
+        layers: list[tuple[str, nn.Module]],
+        scores: dict[str, torch.Tensor] | None,
     ) -> dict[str, torch.Tensor]:
         """One float64 score per prunable unit (weight or channel), pruned units at -inf."""
+        if scores is None:
+            scores = compute_scores(model, "magnitude", None)
         units = {}
         for name, module in layers:
             kept = effective_weight(module).ne(0).cpu()
-            if scores is None:
-                score = effective_weight(module).abs().cpu()
-            else:
-                if name not in scores:
-                    raise ValueError(
-                        f"scores have no entry for prunable layer {name!r}; expected one "
-                        f"tensor per layer of {self.layer_names}"
-                    )
-                score = scores[name].detach().cpu()
-            score = score.to(torch.float64)
+            if name not in scores:
+                raise ValueError(
+                    f"scores have no entry for prunable layer {name!r}; expected one "
+                    f"tensor per layer of {self.layer_names}"
+                )
+            score = scores[name].detach().cpu().to(torch.float64)
             weight_shape = self._shapes[name]
             if self.structure == "unstructured":
                 if score.shape != weight_shape:

@@ -11,6 +11,7 @@ from prune_gym.pruning import (
     prunable_layers,
     uniform_densities,
 )
+from prune_gym.pruning.allocate import percentile_ranks
 from prune_gym.tasks.models import lenet5, resnet20
 
 
@@ -68,3 +69,19 @@ def test_erk_on_a_linear_stack_matches_the_closed_form():
     raw = {"0": 200 / 10000, "1": 110 / 1000}
     eps = 0.1 * 11000 / (raw["0"] * 10000 + raw["1"] * 1000)
     assert d == pytest.approx({k: eps * v for k, v in raw.items()})
+
+
+def test_percentile_ranks_are_scale_free_and_order_preserving():
+    scores = {"a": torch.tensor([[3.0, 1e9]]), "b": torch.tensor([1e-9, 2.0])}
+    ranks = percentile_ranks(scores)
+    assert torch.equal(ranks["a"], torch.tensor([[2 / 3, 1.0]], dtype=torch.float64))
+    assert torch.equal(ranks["b"], torch.tensor([0.0, 1 / 3], dtype=torch.float64))
+    scaled = percentile_ranks({k: v * 1e6 for k, v in scores.items()})
+    assert all(torch.equal(scaled[k], ranks[k]) for k in scores)
+
+
+def test_builder_reports_unit_counts():
+    model = resnet20()
+    assert MaskBuilder(model).unit_count("conv1") == 3 * 16 * 9
+    channel = MaskBuilder(model, structure="channel", example_input=torch.zeros(1, 3, 32, 32))
+    assert channel.unit_count("conv1") == 16

@@ -118,6 +118,10 @@ class MaskBuilder:
         self._total_weights = int(self._cumulative_size[-1])
         self._splits = [self._unit_counts[name] for name in self.layer_names]
 
+    def unit_count(self, name: str) -> int:
+        """Number of prunable units (weights, or output channels) of layer ``name``."""
+        return self._unit_counts[name]
+
     # masks, cheap ---------------------------------------------------------------------
     def from_ratios(self, ratios: dict[str, float]) -> MaskSet:
         """Remove ``round(ratio * units)`` lowest-ranked units of each named layer."""
@@ -168,8 +172,8 @@ class MaskBuilder:
         for name, keep in keep_units.items():
             shape = self._shapes[name]
             masks[name] = keep.view(-1, *([1] * (len(shape) - 1))).expand(shape)
-            if keep.all():
-                continue
+            # every layer gets its extra masks, kept or not, so applying this set
+            # overwrites whatever an earlier channel mask left on biases and BatchNorms
             if self._has_bias[name]:
                 extra[f"{name}.bias"] = keep
             for bn in self.channel_structure.batchnorms.get(name, []):
@@ -185,6 +189,19 @@ def _ranks_of(scores: torch.Tensor, order: torch.Tensor | None = None) -> torch.
     ranks = torch.empty_like(order)
     ranks[order] = torch.arange(order.numel())
     return ranks
+
+
+def percentile_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every score replaced by its percentile in [0, 1] among all layers' scores.
+
+    A scale-free normalisation: metrics whose raw values differ by orders of magnitude
+    (SynFlow vs SNIP) become comparable, so they can be mixed and summarised.
+    """
+    names = list(scores)
+    flat = torch.cat([scores[name].reshape(-1).to(torch.float64) for name in names])
+    percentiles = _ranks_of(flat).to(torch.float64) / max(flat.numel() - 1, 1)
+    parts = percentiles.split([scores[name].numel() for name in names])
+    return {name: part.view(scores[name].shape) for name, part in zip(names, parts, strict=True)}
 
 
 def _channel_scores(name: str, score: torch.Tensor, weight_shape: torch.Size) -> torch.Tensor:

@@ -1,0 +1,28 @@
+"""Tasks: a model factory + data splits + a training recipe, looked up by name.
+
+``make("digits-mlp")`` builds a built-in task; ``register_task(name, factory)`` adds yours.
+"""
+
+from prune_gym.tasks.data import Split
+from prune_gym.tasks.registry import (
+    PlantedTeacherTask,
+    Task,
+    list_tasks,
+    make,
+    register_task,
+    resolve_recipe,
+)
+from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, train_dense
+
+__all__ = [
+    "PlantedTeacherTask",
+    "Split",
+    "Task",
+    "TrainRecipe",
+    "evaluate_tensors",
+    "list_tasks",
+    "make",
+    "register_task",
+    "resolve_recipe",
+    "train_dense",
+]

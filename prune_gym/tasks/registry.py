@@ -1,0 +1,531 @@
+"""``Task`` (model factory + data splits + training recipe) and the registry of named tasks.
+
+A task is what an environment prunes: it builds the model, holds the train/val/test
+splits in memory, trains and caches the dense weights, evaluates and fine-tunes. Register
+your own with ``register_task(name, factory)``; look tasks up with ``make(name)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Hashable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prune_gym.pruning.masks import MaskSet
+from prune_gym.tasks import data, models
+from prune_gym.tasks.data import Split
+from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, run_steps, train_dense
+
+SPLIT_NAMES = ("train", "val", "test")
+#: Bumped when the layout of a cached pretrained file changes.
+CACHE_FORMAT = 1
+#: A recipe override: a full ``TrainRecipe`` or a mapping of fields to replace.
+RecipeOverride = TrainRecipe | Mapping[str, Any] | None
+
+#: Splits shared by every task with the same ``(data_key, val_fraction, seed)``.
+_SPLIT_CACHE: dict[Hashable, dict[str, Split]] = {}
+#: Errors that mean a cached pretrained file is unusable (so it is retrained).
+_CACHE_ERRORS = (RuntimeError, EOFError, ValueError, pickle.UnpicklingError)
+
+
+def cache_dir() -> Path:
+    """``$PRUNE_GYM_CACHE`` if set, else ``~/.cache/prune_gym`` (read at each call)."""
+    env = os.environ.get("PRUNE_GYM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "prune_gym"
+
+
+class Task:
+    """A model factory, its data and its training recipe: what a pruning environment prunes.
+
+    ``load_data()`` returns the ``(train, test)`` splits; validation is carved out of
+    train (``val_fraction``, stratified, seeded). ``data_key`` (hashable) names the data so
+    tasks over the same data share the tensors in memory; ``data_options`` are the
+    settings that change the data and so key the pretrained-weights cache.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        build_model: Callable[[], nn.Module],
+        load_data: Callable[[], tuple[Split, Split]],
+        recipe: TrainRecipe,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        data_key: Hashable | None = None,
+        data_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"task name={name!r} must be a non-empty string")
+        if not isinstance(recipe, TrainRecipe):
+            raise TypeError(f"recipe must be a TrainRecipe, got {type(recipe).__name__}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction!r} must be in (0, 1)")
+        if num_classes < 2 or not input_shape or any(int(d) < 1 for d in input_shape):
+            raise ValueError(
+                f"num_classes={num_classes!r} must be >= 2 and input_shape={input_shape!r} "
+                "a non-empty tuple of positive sizes"
+            )
+        self.name = name
+        self._build_model = build_model
+        self._load_data = load_data
+        self.recipe = recipe
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.num_classes = int(num_classes)
+        self.val_fraction = float(val_fraction)
+        self.seed = int(seed)
+        self.data_key = data_key
+        self.data_options = dict(data_options or {})
+        self._splits: dict[str, Split] | None = None
+        self._pretrained_state: dict[str, torch.Tensor] | None = None
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, seed={self.seed}, input_shape={self.input_shape})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the in-memory data and weights (they reload lazily)."""
+        return {**self.__dict__, "_splits": None, "_pretrained_state": None}
+
+    # model ------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model; the same task seed gives the same weights.
+
+        The global RNG is seeded inside a fork, so the caller's RNG state is untouched.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = self._build_model()
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"task {self.name!r}: build_model returned {type(model).__name__}, "
+                "expected an nn.Module"
+            )
+        return model
+
+    def example_input(self, batch_size: int = 1) -> torch.Tensor:
+        """A zero batch of ``input_shape``, for tracing and cost counting."""
+        return torch.zeros(batch_size, *self.input_shape)
+
+    # data -------------------------------------------------------------------------------
+    @property
+    def splits(self) -> dict[str, Split]:
+        """``train`` / ``val`` / ``test`` splits, loaded on first use and kept in memory."""
+        if self._splits is None:
+            if self.data_key is None:
+                self._splits = self._load_splits()
+            else:
+                key = (self.data_key, self.val_fraction, self.seed)
+                if key not in _SPLIT_CACHE:
+                    _SPLIT_CACHE[key] = self._load_splits()
+                self._splits = _SPLIT_CACHE[key]
+        return dict(self._splits)
+
+    def _load_splits(self) -> dict[str, Split]:
+        """Load ``(train, test)`` and carve the validation split out of train."""
+        loaded = self._load_data()
+        if not (isinstance(loaded, tuple) and len(loaded) == 2):
+            raise TypeError(f"task {self.name!r}: load_data must return a (train, test) tuple")
+        train, test = loaded
+        for split in (train, test):
+            if not isinstance(split, Split):
+                raise TypeError(f"task {self.name!r}: load_data returned {type(split).__name__}")
+            if len(split) and int(split.targets.max()) >= self.num_classes:
+                raise ValueError(
+                    f"task {self.name!r}: label {int(split.targets.max())} found, but "
+                    f"num_classes={self.num_classes}"
+                )
+        rest, val = data.split_validation(train, self.val_fraction, self.seed)
+        return {"train": rest, "val": val, "test": test}
+
+    def calibration_batch(
+        self, n: int, seed: int = 0, class_balanced: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` seeded random training samples ``(inputs, targets)`` for data-driven scores.
+
+        ``class_balanced`` takes ``n // num_classes`` samples of every class instead
+        (GraSP's samples-per-class convention), grouped by class.
+        """
+        train = self.splits["train"]
+        if not 1 <= n <= len(train):
+            raise ValueError(f"n={n!r} must be between 1 and the {len(train)} training samples")
+        generator = torch.Generator().manual_seed(seed)
+        if not class_balanced:
+            index = torch.randperm(len(train), generator=generator)[:n]
+            return train.inputs[index], train.targets[index]
+        if n < self.num_classes:
+            raise ValueError(
+                f"class_balanced batch needs n >= num_classes={self.num_classes}, got n={n}"
+            )
+        per_class = n // self.num_classes
+        parts = []
+        for label in range(self.num_classes):
+            pool = torch.nonzero(train.targets == label).flatten()
+            if len(pool) < per_class:
+                raise ValueError(
+                    f"class {label} has {len(pool)} training samples, fewer than the "
+                    f"{per_class} a class_balanced batch of n={n} needs"
+                )
+            parts.append(pool[torch.randperm(len(pool), generator=generator)[:per_class]])
+        index = torch.cat(parts)
+        return train.inputs[index], train.targets[index]
+
+    # training and evaluation ---------------------------------------------------------
+    def evaluate(
+        self, model: nn.Module, split: str = "val", limit: int | None = None
+    ) -> dict[str, float]:
+        """``{"accuracy", "loss"}`` of ``model`` on a split (its first ``limit`` samples)."""
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"split={split!r} is not one of {SPLIT_NAMES}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit={limit!r} must be a positive int or None")
+        inputs, targets = self.splits[split]
+        return evaluate_tensors(model, inputs[:limit], targets[:limit])
+
+    def finetune(
+        self,
+        model: nn.Module,
+        masks: MaskSet,
+        steps: int,
+        *,
+        lr: float | None = None,
+        seed: int | None = None,
+    ) -> nn.Module:
+        """Apply ``masks`` and train ``steps`` steps on train, keeping pruned weights zero.
+
+        Uses the recipe's optimizer at a constant ``lr`` (default ``recipe.finetune_lr``,
+        else ``recipe.lr / 10``); ``masks.enforce`` runs after every step, optimizer
+        buffers included. Deterministic for a ``seed`` (default: the task's); returns the
+        model in eval mode.
+        """
+        if steps < 0:
+            raise ValueError(f"steps={steps!r} must be >= 0")
+        masks.apply(model)
+        run_steps(
+            model,
+            self.splits["train"],
+            self.recipe,
+            steps,
+            seed=self.seed if seed is None else seed,
+            lr=self.recipe.default_finetune_lr if lr is None else lr,
+            schedule=False,
+            after_step=partial(_enforce, masks, model),
+            desc=f"{self.name}: fine-tuning",
+        )
+        # ``weight`` is only recomputed in a forward pass; re-applying refreshes it now.
+        return masks.apply(model)
+
+    # pretrained weights ----------------------------------------------------------------
+    def cache_key(self) -> str:
+        """sha256 of everything that determines the dense weights (recipe, seed, model, data)."""
+        description = {
+            "task": self.name,
+            "recipe": dataclasses.asdict(self.recipe),
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "model": repr(self.build_model()),
+            "data": self.data_options,
+        }
+        text = json.dumps(description, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def cache_path(self, key: str | None = None) -> Path:
+        """Where ``pretrained_model`` stores the dense weights (for ``key``, default ours)."""
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", self.name)
+        key = self.cache_key() if key is None else key
+        return cache_dir() / "pretrained" / f"{stem}-{key[:16]}.pt"
+
+    def pretrained_model(self) -> nn.Module:
+        """The dense model trained with the task's recipe, in eval mode.
+
+        Trained on first use and cached on disk (``cache_path()``); a cache file that
+        cannot be read or does not match this task is reported with a warning and
+        replaced by retraining, never used.
+        """
+        model = self.build_model()
+        if self._pretrained_state is None:
+            self._pretrained_state = self._load_or_train(model)
+        model.load_state_dict(self._pretrained_state)
+        return model.eval()
+
+    def _load_or_train(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Dense weights from the cache file if it is valid, else trained and cached."""
+        key = self.cache_key()
+        path = self.cache_path(key)
+        if path.exists():
+            try:
+                return _read_cached_state(path, key, model)
+            except _CACHE_ERRORS as error:
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                warnings.warn(
+                    f"ignoring unusable pretrained cache file {path} ({reason}); retraining",
+                    stacklevel=3,
+                )
+        train_dense(model, self.splits["train"], self.recipe, seed=self.seed, desc=self.name)
+        state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+        payload = {"format": CACHE_FORMAT, "key": key, "task": self.name, "state_dict": state}
+        _atomic_save(payload, path)
+        return state
+
+
+class PlantedTeacherTask(Task):
+    """Gaussian inputs labelled by a random sparse MLP; the student has the same layers.
+
+    ``true_masks`` (a ``MaskSet`` keyed by the student's layer names) and
+    ``true_sparsity`` are the teacher's, a known-optimal pruning to recover.
+    """
+
+    def __init__(
+        self,
+        *,
+        density: float = 0.1,
+        teacher_seed: int = 0,
+        n_train: int = 6000,
+        n_test: int = 2000,
+        keep_fraction: float = 0.1,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        recipe: RecipeOverride = None,
+    ) -> None:
+        teacher, masks = models.planted_teacher(models.TEACHER_SIZES, density, teacher_seed)
+        options = {
+            "density": density,
+            "teacher_seed": teacher_seed,
+            "n_train": n_train,
+            "n_test": n_test,
+            "keep_fraction": keep_fraction,
+        }
+        super().__init__(
+            "teacher-mlp",
+            models.teacher_mlp,
+            partial(
+                data.teacher_splits,
+                teacher,
+                models.TEACHER_SIZES[0],
+                n_train,
+                n_test,
+                teacher_seed,
+                keep_fraction,
+            ),
+            resolve_recipe(TEACHER_RECIPE, recipe),
+            (models.TEACHER_SIZES[0],),
+            models.TEACHER_SIZES[-1],
+            val_fraction=val_fraction,
+            seed=seed,
+            data_key=("teacher", *options.values()),
+            data_options=options,
+        )
+        self.teacher = teacher
+        self.true_masks = MaskSet(masks)
+        self.true_sparsity = self.true_masks.sparsity()
+
+
+def _enforce(masks: MaskSet, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """``masks.enforce(model, optimizer)``, in the argument order ``run_steps`` calls."""
+    masks.enforce(model, optimizer)
+
+
+def _read_cached_state(path: Path, key: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Load a cached state dict, raising ``ValueError`` unless it matches ``key`` and ``model``."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
+        raise ValueError(f"not a prune-gym cache file of format {CACHE_FORMAT}")
+    if payload.get("key") != key:
+        raise ValueError("it was written for a different task, recipe, seed or model")
+    state = payload.get("state_dict")
+    expected = model.state_dict()
+    if not isinstance(state, dict) or state.keys() != expected.keys():
+        raise ValueError("its state dict keys do not match the model")
+    for name, value in expected.items():
+        if not torch.is_tensor(state[name]) or state[name].shape != value.shape:
+            raise ValueError(f"tensor {name!r} has the wrong shape")
+    return state
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, tmp_name)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+
+
+# registry -------------------------------------------------------------------------------
+_REGISTRY: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str, factory: Callable[..., Task], *, overwrite: bool = False) -> None:
+    """Register ``factory(**overrides) -> Task`` under ``name`` for ``make(name)``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"task name={name!r} must be a non-empty string")
+    if not callable(factory):
+        raise TypeError(f"factory for task {name!r} must be callable, got {factory!r}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"task {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = factory
+
+
+def list_tasks() -> list[str]:
+    """Names of all registered tasks, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **overrides: Any) -> Task:
+    """Build the registered task ``name``; ``overrides`` go to its factory (e.g. ``seed=1``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; available tasks: {', '.join(list_tasks())}")
+    factory = _REGISTRY[name]
+    _check_overrides(name, factory, overrides)
+    task = factory(**overrides)
+    if not isinstance(task, Task):
+        raise TypeError(f"factory of task {name!r} returned {type(task).__name__}, not a Task")
+    return task
+
+
+def _check_overrides(name: str, factory: Callable[..., Task], overrides: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming overrides the factory does not accept, and those it does."""
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = sorted(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise TypeError(f"task {name!r} does not accept {unknown}; accepted overrides: {accepted}")
+
+
+def resolve_recipe(default: TrainRecipe, override: RecipeOverride) -> TrainRecipe:
+    """``default``, replaced by a ``TrainRecipe`` override or updated by a mapping of fields."""
+    if override is None:
+        return default
+    if isinstance(override, TrainRecipe):
+        return override
+    if isinstance(override, Mapping):
+        fields = {f.name for f in dataclasses.fields(TrainRecipe)}
+        unknown = sorted(set(override) - fields)
+        if unknown:
+            raise ValueError(f"unknown recipe fields {unknown}; accepted: {sorted(fields)}")
+        return dataclasses.replace(default, **override)
+    raise TypeError(f"recipe must be a TrainRecipe, a mapping or None, got {override!r}")
+
+
+# built-in tasks -------------------------------------------------------------------------
+# Digits and the teacher have no paper recipe: tuned to converge in seconds on a CPU.
+DIGITS_MLP_RECIPE = TrainRecipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=40)
+DIGITS_CNN_RECIPE = TrainRecipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=20)
+TEACHER_RECIPE = TrainRecipe(
+    optimizer="adam", lr=3e-3, weight_decay=1e-3, batch_size=128, epochs=60
+)
+# LTH paper: Adam 1.2e-3, batch 60, 50K iterations (~55 epochs); OpenLTH: SGD 0.1, 40 epochs.
+LENET300_RECIPE = TrainRecipe(optimizer="adam", lr=1.2e-3, batch_size=60, epochs=10)
+# SNIP (LeNet-5-Caffe): SGD 0.1 x0.1 every 25k iterations, momentum 0.9, wd 5e-4, batch 100;
+# ours: lr 0.05, 10 epochs, cosine.
+LENET5_RECIPE = TrainRecipe(
+    optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=100, epochs=10
+)
+# OpenLTH cifar_resnet_20 / cifar_vgg_16: SGD 0.1, momentum 0.9, wd 1e-4, batch 128,
+# 160 epochs, lr x0.1 at 80 and 120; ours: 40 epochs, same milestones as fractions.
+CIFAR_RECIPE = TrainRecipe(
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    batch_size=128,
+    epochs=40,
+    schedule="multistep",
+    milestones=(0.5, 0.75),
+    augment="crop-flip",
+    finetune_lr=0.01,
+)
+
+
+def _digits_task(
+    name: str,
+    build_model: Callable[[], nn.Module],
+    default_recipe: TrainRecipe,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    recipe: RecipeOverride = None,
+) -> Task:
+    """A task on scikit-learn's bundled 8x8 digits (no download)."""
+    return Task(
+        name,
+        build_model,
+        data.load_digits_splits,
+        resolve_recipe(default_recipe, recipe),
+        (1, 8, 8),
+        10,
+        val_fraction=val_fraction,
+        seed=seed,
+        data_key=("digits",),
+    )
+
+
+def _file_task(
+    name: str,
+    build_model: Callable[[], nn.Module],
+    loader: Callable[[Path], tuple[Split, Split]],
+    input_shape: tuple[int, ...],
+    default_recipe: TrainRecipe,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    recipe: RecipeOverride = None,
+) -> Task:
+    """A task on a torchvision dataset read from ``data_dir`` (default ``$PRUNE_GYM_DATA``)."""
+    root = data.resolve_data_dir(data_dir)
+    return Task(
+        name,
+        build_model,
+        partial(loader, root),
+        resolve_recipe(default_recipe, recipe),
+        input_shape,
+        10,
+        val_fraction=val_fraction,
+        seed=seed,
+        data_key=(loader.__name__, str(root)),
+    )
+
+
+def _register_builtins() -> None:
+    """Register the built-in tasks of the design (§4)."""
+    register_task(
+        "digits-mlp", partial(_digits_task, "digits-mlp", models.digits_mlp, DIGITS_MLP_RECIPE)
+    )
+    register_task(
+        "digits-cnn", partial(_digits_task, "digits-cnn", models.digits_cnn, DIGITS_CNN_RECIPE)
+    )
+    register_task("teacher-mlp", PlantedTeacherTask)
+    mnist, fashion, cifar = data.load_mnist, data.load_fashion_mnist, data.load_cifar10
+    for name, build, loader, shape, recipe in (
+        ("mnist-lenet300", models.lenet_300_100, mnist, (1, 28, 28), LENET300_RECIPE),
+        ("mnist-lenet5", models.lenet5, mnist, (1, 28, 28), LENET5_RECIPE),
+        ("fashion-lenet5", models.lenet5, fashion, (1, 28, 28), LENET5_RECIPE),
+        ("cifar10-resnet20", models.resnet20, cifar, (3, 32, 32), CIFAR_RECIPE),
+        ("cifar10-vgg16", models.vgg16_cifar, cifar, (3, 32, 32), CIFAR_RECIPE),
+    ):
+        register_task(name, partial(_file_task, name, build, loader, shape, recipe))
+
+
+_register_builtins()

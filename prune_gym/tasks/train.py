@@ -1,0 +1,214 @@
+"""Training recipes, the seeded dense training loop, masked fine-tuning and evaluation.
+
+Everything here works on in-memory tensors (``Split``) and draws its randomness from
+``torch.Generator`` objects, so the same seed gives the same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from prune_gym.tasks.data import Split
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "multistep")
+AUGMENTATIONS = (None, "crop-flip")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How a task's dense model is trained (and, at ``finetune_lr``, fine-tuned).
+
+    Built-in tasks use scaled-down versions of the published recipes so that they run on
+    a CPU; each task's recipe comment gives the paper default next to ours. ``milestones``
+    are fractions of the total steps (``"multistep"`` only); ``finetune_lr=None`` means
+    ``lr / 10``.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 10
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    augment: str | None = None
+    finetune_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("augment", self.augment, AUGMENTATIONS)
+        for field_name in ("lr", "batch_size"):
+            if not getattr(self, field_name) > 0:
+                raise ValueError(f"{field_name}={getattr(self, field_name)!r} must be > 0")
+        if self.epochs < 0 or self.momentum < 0 or self.weight_decay < 0:
+            raise ValueError(
+                f"epochs={self.epochs!r}, momentum={self.momentum!r} and "
+                f"weight_decay={self.weight_decay!r} must all be >= 0"
+            )
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            raise ValueError(f"finetune_lr={self.finetune_lr!r} must be > 0 or None")
+
+    @property
+    def default_finetune_lr(self) -> float:
+        """The learning rate ``finetune`` uses when none is given."""
+        return self.lr / 10 if self.finetune_lr is None else self.finetune_lr
+
+
+def make_optimizer(
+    params: list[nn.Parameter], recipe: TrainRecipe, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """The recipe's optimizer (SGD with momentum or Adam) over ``params``."""
+    lr = recipe.lr if lr is None else lr
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
+    return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay)
+
+
+def lr_factor(recipe: TrainRecipe, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the base learning rate at each optimizer step, per the recipe."""
+    total_steps = max(total_steps, 1)
+    if recipe.schedule == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if recipe.schedule == "multistep":
+        bounds = [round(m * total_steps) for m in recipe.milestones]
+        return lambda step: recipe.gamma ** sum(step >= b for b in bounds)
+    return lambda step: 1.0
+
+
+def batch_indices(
+    n: int, batch_size: int, generator: torch.Generator, steps: int
+) -> Iterator[torch.Tensor]:
+    """``steps`` minibatch index tensors from consecutive seeded shuffles of ``range(n)``.
+
+    The last batch of each shuffle may be smaller; every sample is seen once per epoch.
+    """
+    if n < 1:
+        raise ValueError(f"cannot draw minibatches from an empty split (n={n!r})")
+    drawn = 0
+    while drawn < steps:
+        for index in torch.randperm(n, generator=generator).split(batch_size):
+            if drawn == steps:
+                return
+            drawn += 1
+            yield index
+
+
+def augment_batch(
+    inputs: torch.Tensor, kind: str | None, generator: torch.Generator
+) -> torch.Tensor:
+    """Apply the recipe's augmentation: ``"crop-flip"`` = pad-4 random crop + horizontal flip."""
+    if kind is None:
+        return inputs
+    if inputs.ndim != 4:
+        raise ValueError(f"augment={kind!r} needs image batches (N, C, H, W), got {inputs.shape}")
+    n, _, height, width = inputs.shape
+    padded = F.pad(inputs, (4, 4, 4, 4))
+    rows = torch.randint(0, 9, (n, 1), generator=generator) + torch.arange(height)
+    cols = torch.randint(0, 9, (n, 1), generator=generator) + torch.arange(width)
+    batch = torch.arange(n).view(n, 1, 1)
+    cropped = padded[batch, :, rows.view(n, height, 1), cols.view(n, 1, width)]
+    cropped = cropped.permute(0, 3, 1, 2)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip.view(n, 1, 1, 1), cropped.flip(3), cropped)
+
+
+def run_steps(
+    model: nn.Module,
+    data: Split,
+    recipe: TrainRecipe,
+    steps: int,
+    *,
+    seed: int,
+    lr: float | None = None,
+    schedule: bool = True,
+    after_step: Callable[[torch.optim.Optimizer], None] | None = None,
+    desc: str | None = None,
+) -> nn.Module:
+    """Train ``model`` in place for ``steps`` optimizer steps on ``data``; leave it in eval mode.
+
+    ``after_step(optimizer)`` runs after every optimizer step (e.g. to re-apply masks).
+    ``schedule=False`` keeps the learning rate constant. Shows a tqdm bar on a TTY.
+    """
+    if steps < 0:
+        raise ValueError(f"steps={steps!r} must be >= 0")
+    generator = torch.Generator().manual_seed(seed)
+    device = _device_of(model)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe, lr)
+    factor = lr_factor(recipe, steps) if schedule else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    model.train()
+    batches = batch_indices(len(data), recipe.batch_size, generator, steps)
+    progress = tqdm(batches, total=steps, desc=desc, disable=None)
+    for index in progress:
+        inputs = augment_batch(data.inputs[index], recipe.augment, generator).to(device)
+        loss = F.cross_entropy(model(inputs), data.targets[index].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if after_step is not None:
+            after_step(optimizer)
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return model.eval()
+
+
+def train_dense(
+    model: nn.Module, data: Split, recipe: TrainRecipe, *, seed: int = 0, desc: str | None = None
+) -> nn.Module:
+    """Train ``model`` in place with the full recipe (``epochs`` passes over ``data``)."""
+    steps = recipe.epochs * math.ceil(len(data) / recipe.batch_size)
+    return run_steps(model, data, recipe, steps, seed=seed, desc=desc or "dense training")
+
+
+def evaluate_tensors(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 1024
+) -> dict[str, float]:
+    """Top-1 ``accuracy`` and mean cross-entropy ``loss`` of ``model`` on the given samples.
+
+    Runs batched under ``torch.inference_mode()`` in eval mode, then restores the model's
+    train/eval mode. The single evaluation routine used by tasks and environments.
+    """
+    if len(inputs) == 0 or len(inputs) != len(targets):
+        raise ValueError(
+            f"need a non-empty batch with one target per input, got {len(inputs)} inputs "
+            f"and {len(targets)} targets"
+        )
+    was_training = model.training
+    device = _device_of(model)
+    correct, loss = 0, 0.0
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(inputs), batch_size):
+                x = inputs[start : start + batch_size].to(device)
+                y = targets[start : start + batch_size].to(device)
+                logits = model(x)
+                loss += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(dim=1) == y).sum().item()
+    finally:
+        model.train(was_training)
+    return {"accuracy": correct / len(inputs), "loss": loss / len(inputs)}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (CPU for a parameterless model)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def _check_choice(field_name: str, value: object, accepted: tuple[object, ...]) -> None:
+    """Raise ``ValueError`` naming ``value`` and the accepted choices."""
+    if value not in accepted:
+        raise ValueError(f"{field_name}={value!r} is not supported; expected one of {accepted}")

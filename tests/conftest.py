@@ -1,0 +1,16 @@
+"""Shared pytest fixtures."""
+
+import pytest
+import torch
+
+# Two threads on a two-core machine shared with other processes make small models
+# many times slower (threads wait on each other); one thread gives the same numbers.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prune_gym_cache(tmp_path_factory):
+    """Point $PRUNE_GYM_CACHE at a per-session temporary folder (never the user's cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRUNE_GYM_CACHE", str(tmp_path_factory.mktemp("prune_gym_cache")))
+        yield

@@ -1,0 +1,265 @@
+"""The base class of the pruning environments: settings, budgets, costs, episode-end info.
+
+Subclasses decide what an action means; this class validates settings and actions, maps
+actions in [-1, 1] to pruning ratios, prices masks against the budget, and assembles the
+``info`` dict of DESIGN §5, so every environment reports costs the same way.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from prune_gym.envs.context import PruningContext, get_context
+from prune_gym.envs.observations import (
+    BUDGET_FEATURES,
+    STATIC_FEATURES,
+    budget_features,
+    metric_feature_names,
+    metric_table,
+    static_table,
+)
+from prune_gym.pruning import Budget, MaskBuilder, MaskSet
+from prune_gym.pruning.allocate import check_fraction
+from prune_gym.pruning.masks import check_structure
+from prune_gym.tasks import Task
+
+DEFAULT_METRICS = ("magnitude", "snip", "grasp", "synflow")
+DEFAULT_BUDGET = {"flops": 0.5}
+#: bisection steps when searching the global threshold that just meets a budget.
+BISECTION_STEPS = 30
+
+
+class PruningEnv(gym.Env):
+    """Common settings and bookkeeping of every prune-gym environment (DESIGN §5).
+
+    Keyword arguments: ``task`` (registered name or ``Task``), ``budget`` (resource ->
+    fraction of the dense value in (0, 1]), ``structure`` (``"unstructured"`` or
+    ``"channel"``), ``metrics`` (score names used in observations or mixes), ``reward``,
+    ``reward_samples`` (fixed validation samples scored for the reward), ``finetune_steps``
+    (before the reward), ``min_ratio``/``max_ratio`` (range the actions map to; default
+    max 0.99, or 0.9 with channels), ``rank_by`` (metric ranking weights inside a
+    layer) and ``device``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    REWARDS: ClassVar[tuple[str, ...]] = ("accuracy",)
+
+    def __init__(
+        self,
+        task: str | Task = "digits-mlp",
+        budget: dict[str, float] | None = None,
+        structure: str = "unstructured",
+        metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
+        reward: str = "accuracy",
+        reward_samples: int = 1000,
+        finetune_steps: int = 0,
+        min_ratio: float = 0.0,
+        max_ratio: float | None = None,
+        rank_by: str = "magnitude",
+        device: str = "cpu",
+        render_mode: str | None = None,
+        *,
+        weights: str = "pretrained",
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; expected None or one of "
+                f"{self.metadata['render_modes']}"
+            )
+        self.render_mode = render_mode
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.structure = check_structure(structure)
+        self.budget = Budget(dict(DEFAULT_BUDGET if budget is None else budget))
+        if "latency" in self.budget.limits and structure != "channel":
+            raise ValueError(
+                "a latency budget is measured on the exported model, so it needs "
+                f'structure="channel"; got structure={structure!r}'
+            )
+        if reward not in self.REWARDS:
+            raise ValueError(f"reward={reward!r} is not supported here; expected {self.REWARDS}")
+        if not isinstance(finetune_steps, int) or finetune_steps < 0:
+            raise ValueError(f"finetune_steps={finetune_steps!r} must be an int >= 0")
+        if isinstance(metrics, str):
+            raise TypeError(f"metrics must be a list of metric names, not the string {metrics!r}")
+        self.reward_kind = reward
+        self.finetune_steps = finetune_steps
+        self.min_ratio = check_fraction(min_ratio, "min_ratio")
+        default_max = 0.9 if structure == "channel" else 0.99
+        max_ratio = default_max if max_ratio is None else max_ratio
+        self.max_ratio = check_fraction(max_ratio, "max_ratio")
+        if self.min_ratio > self.max_ratio:
+            raise ValueError(f"min_ratio={min_ratio} exceeds max_ratio={self.max_ratio}")
+        self.metrics = tuple(metrics)
+        self.context: PruningContext = get_context(
+            task, structure, self.metrics, rank_by, reward_samples, device, weights
+        )
+        self.layer_names = self.context.layer_names
+        self.num_layers = len(self.layer_names)
+        self._episode_seed = 0
+        self.last_info: dict[str, Any] = {}
+
+    # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self._settings}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["settings"])
+
+    # observation table ------------------------------------------------------------------
+    @property
+    def layer_feature_names(self) -> tuple[str, ...]:
+        """Names of the columns of ``layer_table`` (one row per controlled layer)."""
+        return STATIC_FEATURES + metric_feature_names(self.metrics)
+
+    @cached_property
+    def layer_table(self) -> np.ndarray:
+        """Static and per-metric features of every controlled layer, computed once."""
+        cost_model = self.context.cost_model
+        static = static_table(self.context.layers, cost_model.params_dense, cost_model.macs_dense)
+        kept = {
+            metric: self.budget_masks(self.context.builder(metric)).densities()
+            for metric in self.metrics
+        }
+        scores = {m: self.context.scores[m] for m in self.metrics}
+        per_metric = metric_table(
+            {m: {n: s[n] for n in self.layer_names} for m, s in scores.items()},
+            self.layer_names,
+            kept,
+        )
+        return np.hstack([static, per_metric])
+
+    def budget_observation(self) -> np.ndarray:
+        """Budget features of an untouched network (limits, all of them remaining)."""
+        return budget_features(self.budget, 1.0, 1.0)
+
+    @property
+    def global_feature_names(self) -> tuple[str, ...]:
+        """Names of the budget features appended to observations."""
+        return BUDGET_FEATURES
+
+    # actions <-> ratios -----------------------------------------------------------------
+    def check_action(self, action: Any) -> np.ndarray:
+        """The action as float64, shape-checked, finite-checked and clipped to [-1, 1]."""
+        array = np.asarray(action, dtype=np.float64)
+        expected = self.action_space.shape
+        if array.shape != expected:
+            raise ValueError(f"action of shape {array.shape} does not match {expected}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"action {array.tolist()} has NaN or infinite entries")
+        return np.clip(array, -1.0, 1.0)
+
+    def action_to_ratios(self, action: Any) -> np.ndarray:
+        """Ratios in [min_ratio, max_ratio] for actions in [-1, 1] (elementwise, clipped)."""
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return self.min_ratio + (action + 1.0) / 2.0 * (self.max_ratio - self.min_ratio)
+
+    def ratios_to_action(self, ratios: Any) -> np.ndarray:
+        """Inverse of ``action_to_ratios`` (ratios clipped into [min_ratio, max_ratio])."""
+        if isinstance(ratios, dict):
+            ratios = [ratios[name] for name in self.layer_names]
+        ratios = np.clip(np.asarray(ratios, dtype=np.float64), self.min_ratio, self.max_ratio)
+        span = self.max_ratio - self.min_ratio
+        if span == 0:
+            return np.zeros_like(ratios, dtype=np.float32)
+        return (2.0 * (ratios - self.min_ratio) / span - 1.0).astype(np.float32)
+
+    # costs ------------------------------------------------------------------------------
+    def used_fractions(self, masks: MaskSet) -> dict[str, float]:
+        """Fraction of the dense params and MACs that ``masks`` keep (structural for channels)."""
+        costs = self.context.cost_model.evaluate(masks)
+        kind = "structural" if self.structure == "channel" else "nonzero"
+        return {
+            "params": costs[f"params_{kind}"] / costs["params_dense"],
+            "flops": costs[f"macs_{kind}"] / costs["macs_dense"],
+        }
+
+    def budget_masks(self, builder: MaskBuilder) -> MaskSet:
+        """The global-threshold masks of ``builder`` that just meet every budget.
+
+        Bisects on the global sparsity (used fractions shrink as it grows); a latency
+        budget is approached through its MAC proxy, since measuring is done per episode.
+        """
+        limits = {"params": 1.0, "flops": 1.0}
+        for resource, limit in self.budget.limits.items():
+            key = "flops" if resource == "latency" else resource
+            limits[key] = min(limits[key], limit)
+
+        def feasible(masks: MaskSet) -> bool:
+            used = self.used_fractions(masks)
+            return all(used[r] <= limits[r] + 1e-12 for r in limits)
+
+        low, high = 0.0, 1.0
+        best = builder.global_threshold(high)
+        if feasible(dense := builder.global_threshold(low)):
+            return dense
+        for _ in range(BISECTION_STEPS):
+            middle = (low + high) / 2
+            masks = builder.global_threshold(middle)
+            if feasible(masks):
+                high, best = middle, masks
+            else:
+                low = middle
+        return best
+
+    def episode_info(self, masks: MaskSet, evaluation: dict[str, float]) -> dict[str, Any]:
+        """The episode-end entries of ``info`` (DESIGN §5)."""
+        used = self.used_fractions(masks)
+        info: dict[str, Any] = {
+            "accuracy": evaluation["accuracy"],
+            "loss": evaluation["loss"],
+            "sparsity": masks.sparsity(),
+            "params_ratio": used["params"],
+            "macs_ratio": used["flops"],
+            "ratios": {name: masks.ratios()[name] for name in self.layer_names},
+        }
+        if "latency" in self.budget.limits:
+            info["latency_ratio"] = self.context.latency_ratio(masks)
+        used_by_resource = {
+            "params": info["params_ratio"],
+            "flops": info["macs_ratio"],
+            "latency": info.get("latency_ratio", 0.0),
+        }
+        violation = self.budget.violation(used_by_resource)
+        info["budget_violation"] = violation
+        info["feasible"] = violation <= 0.0
+        info["used"] = {r: used_by_resource[r] for r in self.budget.limits}
+        self.last_info = info
+        return info
+
+    def cost_info(self, shares: dict[str, float]) -> dict[str, Any]:
+        """``costs`` / ``cost`` / ``cost_limits`` for one step, over the budgeted resources."""
+        costs = {resource: float(shares.get(resource, 0.0)) for resource in self.budget.limits}
+        return {
+            "costs": costs,
+            "cost": float(sum(costs.values())),
+            "cost_limits": dict(self.budget.limits),
+        }
+
+    def evaluate_masks(self, masks: MaskSet) -> dict[str, float]:
+        """Reward-sample accuracy/loss of the model under ``masks`` (fine-tuned if asked)."""
+        return self.context.evaluate(masks, self.finetune_steps, seed=self._episode_seed)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Seed the env's RNG; subclasses return their first observation."""
+        super().reset(seed=seed)
+        self._episode_seed = int(self.np_random.integers(2**31))
+        return None
+
+    def render(self) -> str | np.ndarray | None:
+        """Per-layer ratios of the last finished episode (zeros before one has ended).
+
+        ``"ansi"``: a text table; ``"rgb_array"``: a bar chart as an RGB array.
+        """
+        if self.render_mode is None:
+            return None
+        from prune_gym.envs.rendering import ratios_chart, ratios_text
+
+        ratios = self.last_info.get("ratios", dict.fromkeys(self.layer_names, 0.0))
+        if self.render_mode == "ansi":
+            return ratios_text(ratios, self.last_info)
+        return ratios_chart(ratios, self.last_info, title=type(self).__name__)

@@ -1,0 +1,234 @@
+"""The per-task state every pruning environment shares, built once and reused across resets.
+
+Building it trains or loads the dense model, counts its costs, computes every metric's
+scores and picks the fixed reward samples. Environments over the same task, structure
+and metrics in one process share one context, so a second env (or a vectorised copy)
+costs nothing to create. Masks are applied to the shared model in place right before it
+is evaluated, so sharing is safe for envs stepped one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from prune_gym.pruning import (
+    CostModel,
+    MaskBuilder,
+    MaskSet,
+    available_metrics,
+    compute_scores,
+    export_channel_pruned,
+    measure_latency,
+)
+from prune_gym.pruning.masks import check_structure
+from prune_gym.tasks import Task, evaluate_tensors
+from prune_gym.tasks import make as make_task
+
+#: calibration samples for data-driven scores (class-balanced when the train split allows).
+CALIBRATION_SAMPLES = 256
+WEIGHTS = ("pretrained", "init")
+
+
+@dataclass(frozen=True)
+class ContextKey:
+    """What determines a context: two envs with equal keys share one."""
+
+    task: str
+    structure: str
+    metrics: tuple[str, ...]
+    rank_by: str
+    reward_samples: int
+    device: str
+    weights: str
+
+
+class PruningContext:
+    """Dense model, costs, scores, mask builders and reward samples of one task.
+
+    ``layer_names`` are the layers an environment controls: every prunable layer, except,
+    with ``structure="channel"``, the layers that produce the model's output.
+    ``weights="pretrained"`` prunes the task's trained dense model; ``"init"`` its seeded
+    initialisation (pruning before training).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        structure: str,
+        metrics: tuple[str, ...],
+        rank_by: str,
+        reward_samples: int,
+        device: str,
+        weights: str = "pretrained",
+    ) -> None:
+        self.task = task
+        self.structure = structure
+        self.metrics = metrics
+        self.rank_by = rank_by
+        self.device = torch.device(device)
+        model = task.pretrained_model() if weights == "pretrained" else task.build_model()
+        self.model = model.to(self.device).eval()
+        self.example_input = task.example_input().to(self.device)
+        self.cost_model = CostModel(self.model, self.example_input)
+        excluded = self.cost_model.channel_structure.output_layers if structure == "channel" else ()
+        self.layer_names = [n for n in self.cost_model.layer_names if n not in excluded]
+        self.layers = [layer for layer in self.cost_model.layers if layer.name not in excluded]
+        self.calibration = _calibration_batch(task)
+        self.scores = {metric: self.compute_scores(metric) for metric in metrics}
+        self._builders: dict[str, MaskBuilder] = {}
+        self.dense_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        MaskSet.dense(self.model).apply(self.model)
+        val = task.splits["val"]
+        count = min(reward_samples, len(val))
+        order = torch.randperm(len(val), generator=torch.Generator().manual_seed(task.seed))
+        index = order[:count]
+        self.reward_inputs = val.inputs[index].to(self.device)
+        self.reward_targets = val.targets[index].to(self.device)
+        self._dense_latency: float | None = None
+
+    # scores and masks -------------------------------------------------------------------
+    def compute_scores(self, metric: str, model: nn.Module | None = None) -> dict:
+        """``metric``'s weight scores on the calibration batch (of ``model``, default ours)."""
+        return compute_scores(
+            self.model if model is None else model,
+            metric,
+            self.calibration,
+            seed=self.task.seed,
+            input_shape=self.task.input_shape,
+        )
+
+    def builder(self, metric: str | None = None) -> MaskBuilder:
+        """The cached mask builder ranking by ``metric`` (default: ``rank_by``) on the dense net."""
+        metric = self.rank_by if metric is None else metric
+        if metric not in self._builders:
+            self._builders[metric] = self.mask_builder(self.scores.get(metric), metric=metric)
+        return self._builders[metric]
+
+    @cached_property
+    def dense_masks(self) -> MaskSet:
+        """Keep-everything masks covering all that any of this context's masks cover.
+
+        Built by a mask builder so that, with channels, BatchNorm and bias masks are
+        included too: applying it fully undoes an earlier episode's masks.
+        """
+        return MaskBuilder(
+            self.model,
+            structure=self.structure,
+            channel_structure=self.cost_model.channel_structure,
+        ).from_ratios({})
+
+    def mask_builder(
+        self,
+        scores: dict[str, torch.Tensor] | None,
+        masks: MaskSet | None = None,
+        metric: str | None = None,
+    ) -> MaskBuilder:
+        """A builder ranking by ``scores`` (or ``metric``'s scores) on the net under ``masks``.
+
+        ``masks`` defaults to none (the dense net): the shared model is set to exactly
+        these masks first, since a builder ranks weights the model already prunes lowest.
+        """
+        (self.dense_masks if masks is None else masks).apply(self.model)
+        if scores is None:
+            scores = self.compute_scores(metric)
+        return MaskBuilder(
+            self.model,
+            scores,
+            structure=self.structure,
+            channel_structure=self.cost_model.channel_structure,
+        )
+
+    # rewards ----------------------------------------------------------------------------
+    def evaluate(
+        self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0, lr: float | None = None
+    ) -> dict:
+        """Accuracy and loss on the fixed reward samples of the model under ``masks``.
+
+        With ``finetune_steps`` > 0 the masked model is trained first (at ``lr``, default the
+        task's fine-tuning rate); the original weights are restored afterwards, so no
+        episode leaks into the next.
+        """
+        masks.apply(self.model)
+        if finetune_steps > 0:
+            self.task.finetune(self.model, masks, finetune_steps, seed=seed, lr=lr)
+        try:
+            return evaluate_tensors(self.model, self.reward_inputs, self.reward_targets)
+        finally:
+            if finetune_steps > 0:
+                self.restore_dense_weights()
+
+    def restore_dense_weights(self) -> None:
+        """Put the pretrained dense weights back into the shared model (masks untouched)."""
+        with torch.no_grad():
+            for name, module in self.model.named_modules():
+                for param_name, tensor in list(module.named_parameters(recurse=False)):
+                    key = f"{name}.{param_name.removesuffix('_orig')}".lstrip(".")
+                    tensor.copy_(self.dense_state[key])
+                for buffer_name, tensor in list(module.named_buffers(recurse=False)):
+                    key = f"{name}.{buffer_name}".lstrip(".")
+                    if key in self.dense_state:
+                        tensor.copy_(self.dense_state[key])
+
+    def latency_ratio(self, masks: MaskSet) -> float:
+        """Measured latency of the channel-pruned export over that of the dense model."""
+        if self._dense_latency is None:
+            dense = export_channel_pruned(self.model, MaskSet.dense(self.model), self.example_input)
+            self._dense_latency = measure_latency(dense, self.example_input)
+        exported = export_channel_pruned(self.model, masks, self.example_input)
+        return measure_latency(exported, self.example_input) / self._dense_latency
+
+
+_CONTEXTS: dict[ContextKey, PruningContext] = {}
+
+
+def resolve_task(task: str | Task) -> Task:
+    """A Task from a registered name or a Task object (TypeError otherwise)."""
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, str):
+        return make_task(task)
+    raise TypeError(f"task must be a registered task name or a Task, got {type(task).__name__}")
+
+
+def get_context(
+    task: str | Task,
+    structure: str,
+    metrics: tuple[str, ...],
+    rank_by: str,
+    reward_samples: int,
+    device: str,
+    weights: str = "pretrained",
+) -> PruningContext:
+    """The shared context for these settings, built on first use."""
+    check_structure(structure)
+    known = available_metrics()
+    for metric in (*metrics, rank_by):
+        if metric not in known:
+            raise ValueError(f"unknown metric {metric!r}; available metrics: {known}")
+    if not isinstance(reward_samples, int) or reward_samples < 1:
+        raise ValueError(f"reward_samples={reward_samples!r} must be a positive int")
+    task = resolve_task(task)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r} is not one of {WEIGHTS}")
+    key = ContextKey(
+        task.cache_key(), structure, metrics, rank_by, reward_samples, str(device), weights
+    )
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = PruningContext(
+            task, structure, metrics, rank_by, reward_samples, device, weights
+        )
+    return _CONTEXTS[key]
+
+
+def _calibration_batch(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
+    """A class-balanced calibration batch when possible, else a plain random one."""
+    train = task.splits["train"]
+    count = min(CALIBRATION_SAMPLES, len(train))
+    smallest_class = int(torch.bincount(train.targets, minlength=task.num_classes).min())
+    if count >= task.num_classes and smallest_class >= count // task.num_classes:
+        return task.calibration_batch(count, seed=task.seed, class_balanced=True)
+    return task.calibration_batch(count, seed=task.seed)

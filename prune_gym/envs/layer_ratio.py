@@ -1,0 +1,111 @@
+"""LayerRatio-v0: AMC-style, one step per prunable layer, the action is that layer's ratio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from prune_gym.envs.base import PruningEnv
+from prune_gym.envs.observations import LAYER_DYNAMIC_FEATURES, budget_features
+
+
+class LayerRatioEnv(PruningEnv):
+    """Prune the network layer by layer in forward order, as AMC does.
+
+    Observation at step t: layer t's row of the layer table (static and per-metric
+    features), then the dynamic features (MACs and params removed so far, left in later
+    layers, the previous ratio) and the budget features (limits and what remains).
+    Action: ``(1,)`` in [-1, 1], this layer's ratio. Reward: 0 until the last layer, then
+    the pruned network's accuracy on the fixed reward samples. Each step's
+    ``info["costs"]`` is the layer's kept share of the dense params/MACs; the last step
+    adds whatever coupling between layers changed (channel structure), so the episode
+    sum equals the final used fraction.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        layers = self.context.layers
+        cost_model = self.context.cost_model
+        #: each layer's share of the dense MACs and params.
+        self.macs_share = np.array([layer.macs for layer in layers]) / cost_model.macs_dense
+        self.params_share = np.array([layer.params for layer in layers]) / cost_model.params_dense
+        self._macs_later = np.concatenate([np.cumsum(self.macs_share[::-1])[::-1][1:], [0.0]])
+        self._params_later = np.concatenate([np.cumsum(self.params_share[::-1])[::-1][1:], [0.0]])
+        self.feature_names = self.layer_feature_names + LAYER_DYNAMIC_FEATURES
+        self.feature_names += self.global_feature_names
+        size = len(self.feature_names)
+        self.observation_space = spaces.Box(-1.0, 1.0, (size,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self._ratios = np.zeros(self.num_layers)
+        self._step = 0
+        self._spent = {"flops": 0.0, "params": 0.0}
+
+    def _observation(self) -> np.ndarray:
+        """Row of the current layer plus dynamic and budget features."""
+        t = min(self._step, self.num_layers - 1)
+        kept_macs = self.macs_share[:t] @ (1.0 - self._ratios[:t])
+        kept_params = self.params_share[:t] @ (1.0 - self._ratios[:t])
+        dynamic = [
+            self.macs_share[:t].sum() - kept_macs,
+            self.params_share[:t].sum() - kept_params,
+            self._macs_later[t],
+            self._params_later[t],
+            self._ratios[t - 1] if t > 0 else 0.0,
+        ]
+        row = np.concatenate(
+            [self.layer_table[t], dynamic, budget_features(self.budget, kept_macs, kept_params)]
+        )
+        return np.clip(row, -1.0, 1.0).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start at the first layer with nothing pruned."""
+        super().reset(seed=seed, options=options)
+        self._ratios = np.zeros(self.num_layers)
+        self._step = 0
+        self._spent = {"flops": 0.0, "params": 0.0}
+        return self._observation(), {}
+
+    @property
+    def step_index(self) -> int:
+        """Index of the layer the next action prunes (``num_layers`` once the episode ends)."""
+        return self._step
+
+    def kept_so_far(self) -> dict[str, float]:
+        """Fractions of the dense MACs and params kept by the layers already pruned."""
+        t = self._step
+        return {
+            "flops": float(self.macs_share[:t] @ (1.0 - self._ratios[:t])),
+            "params": float(self.params_share[:t] @ (1.0 - self._ratios[:t])),
+        }
+
+    @property
+    def current_layer(self) -> str:
+        """Name of the layer the next action prunes."""
+        return self.layer_names[min(self._step, self.num_layers - 1)]
+
+    def step(self, action: Any):
+        """Set the current layer's ratio; evaluate the pruned net after the last layer."""
+        if self._step >= self.num_layers:
+            raise RuntimeError("episode is over: call reset() before step()")
+        t = self._step
+        requested = float(self.action_to_ratios(self.check_action(action))[0])
+        units = self.context.builder().unit_count(self.layer_names[t])
+        self._ratios[t] = round(requested * units) / units  # what the mask will remove
+        shares = {
+            "flops": self.macs_share[t] * (1.0 - self._ratios[t]),
+            "params": self.params_share[t] * (1.0 - self._ratios[t]),
+        }
+        self._step += 1
+        if self._step < self.num_layers:
+            for resource in self._spent:
+                self._spent[resource] += shares[resource]
+            return self._observation(), 0.0, False, False, self.cost_info(shares)
+        masks = self.context.builder().from_ratios(
+            dict(zip(self.layer_names, self._ratios, strict=True))
+        )
+        info = self.episode_info(masks, self.evaluate_masks(masks))
+        final = {r: used - self._spent.get(r, 0.0) for r, used in info["used"].items()}
+        info |= self.cost_info(final)
+        return self._observation(), float(info["accuracy"]), True, False, info

@@ -1,0 +1,115 @@
+"""MetricMix-v0: one step; the action weighs importance metrics, the env prunes to the budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from prune_gym.envs.base import PruningEnv
+from prune_gym.pruning.allocate import percentile_ranks
+
+MODES = ("global", "joint")
+
+
+def action_to_mix(action: np.ndarray) -> np.ndarray:
+    """Convex weights from actions in [-1, 1]: ``(a + 1) / 2`` normalised to sum 1.
+
+    All-minus-one actions (no weight anywhere) give the uniform mix.
+    """
+    raw = (np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0) + 1.0) / 2.0
+    total = raw.sum()
+    return raw / total if total > 0 else np.full_like(raw, 1.0 / raw.size)
+
+
+def mix_to_action(weights: Any) -> np.ndarray:
+    """An action whose ``action_to_mix`` is ``weights`` (normalised to sum 1 first)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 1 or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"mix weights {weights.tolist()} must be nonnegative with a positive sum")
+    return (2.0 * weights / weights.sum() - 1.0).astype(np.float32)
+
+
+def mix_percentiles(
+    percentiles: dict[str, dict[str, torch.Tensor]], weights: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """Per weight, the weighted sum of every metric's percentile (metrics in dict order)."""
+    metrics = list(percentiles)
+    if len(metrics) != len(weights):
+        raise ValueError(f"{len(weights)} mix weights for {len(metrics)} metrics {metrics}")
+    names = percentiles[metrics[0]]
+    return {
+        name: sum(float(w) * percentiles[m][name] for m, w in zip(metrics, weights, strict=True))
+        for name in names
+    }
+
+
+class MetricMixEnv(PruningEnv):
+    """Choose how much each importance metric counts; the env ranks weights by the mix.
+
+    Every metric's scores are turned into percentiles over the network (so SynFlow's huge
+    values and SNIP's tiny ones weigh alike) and mixed with the convex weights of the
+    action. ``mode="global"`` (default): action ``(K,)``; the env prunes with one global
+    threshold on the mixed score, to exactly the tightest budget. ``mode="joint"``: action
+    ``(L + K,)``: per-layer ratios, then the mix that ranks weights inside each layer.
+    Observation: the layer table flattened plus the budget features, as in GlobalRatio.
+    """
+
+    def __init__(self, mode: str = "global", **kwargs: Any) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not supported; expected one of {MODES}")
+        super().__init__(**kwargs)
+        if not self.metrics:
+            raise ValueError("MetricMix needs at least one metric to mix; got metrics=()")
+        self._settings["mode"] = mode
+        self.mode = mode
+        self._percentiles = {m: percentile_ranks(self.context.scores[m]) for m in self.metrics}
+        self._observation = np.concatenate(
+            [self.layer_table.reshape(-1), self.budget_observation()]
+        ).astype(np.float32)
+        self.feature_names = (
+            tuple(
+                f"{name}:{feature}"
+                for name in self.layer_names
+                for feature in self.layer_feature_names
+            )
+            + self.global_feature_names
+        )
+        self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
+        width = len(self.metrics) + (self.num_layers if mode == "joint" else 0)
+        self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)
+
+    def action_to_weights(self, action: Any) -> np.ndarray:
+        """The convex metric weights an action means (its last K entries in joint mode)."""
+        return action_to_mix(np.asarray(action, dtype=np.float64)[-len(self.metrics) :])
+
+    def weights_to_action(self, weights: Any, ratios: Any = None) -> np.ndarray:
+        """An action for the given metric weights (and, in joint mode, layer ratios)."""
+        mix = mix_to_action(weights)
+        if self.mode == "global":
+            return mix
+        if ratios is None:
+            raise ValueError('mode="joint" needs ratios as well as weights')
+        return np.concatenate([self.ratios_to_action(ratios), mix]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode; the observation describes the dense network and the budget."""
+        super().reset(seed=seed, options=options)
+        return self._observation.copy(), {}
+
+    def step(self, action: Any):
+        """Rank by the mix, prune (globally to the budget, or per layer), evaluate, end."""
+        action = self.check_action(action)
+        weights = self.action_to_weights(action)
+        builder = self.context.mask_builder(mix_percentiles(self._percentiles, weights))
+        if self.mode == "global":
+            masks = self.budget_masks(builder)
+        else:
+            ratios = self.action_to_ratios(action[: self.num_layers])
+            masks = builder.from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
+        info = self.episode_info(masks, self.evaluate_masks(masks))
+        info |= self.cost_info(info["used"])
+        info["metric_weights"] = dict(zip(self.metrics, weights.tolist(), strict=True))
+        return self._observation.copy(), float(info["accuracy"]), True, False, info

@@ -1,0 +1,243 @@
+"""Panning-v0: prune a freshly initialised network in T steps, choosing a metric mix each step.
+
+After Kang et al., "Neural Network Panning" (ACCV 2022) and its code: an exponential keep
+schedule ``keep_k = (1 - target) ** ((k + 1) / T)``; at every step the agent weighs the
+metrics (SynFlow, SNIP, GraSP by default), scores are recomputed on the masked network,
+and the weights ranked lowest by the mix are removed down to ``keep_k``. The reward is a
+dense proxy (no training inside the episode) unless ``reward="trained_accuracy"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+
+from prune_gym.envs.base import PruningEnv
+from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
+from prune_gym.pruning import MaskSet, compute_scores
+from prune_gym.pruning.allocate import check_fraction, percentile_ranks
+from prune_gym.tasks import Task
+
+PANNING_METRICS = ("synflow", "snip", "grasp")
+OBSERVATION_FEATURES = (
+    "dense_loss",
+    "dense_grad_norm",
+    "loss_change",
+    "grad_norm_change",
+    "effective_sparsity",
+    "target_sparsity",
+    "progress",
+)
+#: samples per class in the batch the proxies (loss, g^T g) are measured on.
+SAMPLES_PER_CLASS = 10
+
+
+def squash(value: float) -> float:
+    """Map a nonnegative quantity to [0, 1) monotonically: ``x / (1 + x)``."""
+    return value / (1.0 + value)
+
+
+class PanningEnv(PruningEnv):
+    """Iterative pruning before training, one metric mix per iteration.
+
+    Observation (``feature_names``): the dense net's loss (over log C) and gradient norm
+    g^T g on a class-balanced batch, the subnet's relative change of both, its effective
+    sparsity (weights cut off from the input or output by pruning count as pruned), the
+    target and the progress, each squashed into [0, 1]. Action ``(K,)``: metric weights
+    (``action_to_weights``). Reward per step: ``-100 * |s_k - effective sparsity| -
+    r_loss - r_gtg`` with s_k the scheduled sparsity and r the relative changes (r_gtg
+    divided by 5, both capped at 10); a fully disconnected net ends the episode at -100
+    per iteration left. ``reward="trained_accuracy"`` instead trains the final sparse net
+    for ``train_steps`` and pays its reward-sample accuracy at the end. The target is
+    drawn per episode from ``target_range`` unless ``target`` (or ``budget={"params": p}``,
+    meaning target 1 - p) is given.
+    """
+
+    REWARDS = ("proxy", "trained_accuracy")
+
+    def __init__(
+        self,
+        task: str | Task = "digits-mlp",
+        iterations: int = 20,
+        target: float | None = None,
+        target_range: tuple[float, float] = (0.8, 0.99),
+        metrics: tuple[str, ...] | list[str] = PANNING_METRICS,
+        reward: str = "proxy",
+        train_steps: int = 200,
+        budget: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "kwargs")}
+        if budget is not None:
+            if set(budget) != {"params"}:
+                raise ValueError(
+                    f"Panning prunes to a target sparsity: budget={budget!r} may only hold "
+                    '"params" (target = 1 - params); use target= or target_range='
+                )
+            target = 1.0 - check_fraction(budget["params"], "budget params")
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations={iterations!r} must be a positive int")
+        low, high = (check_fraction(v, "target_range") for v in target_range)
+        if not low <= high < 1.0:
+            raise ValueError(f"target_range={target_range!r} must satisfy low <= high < 1")
+        if target is not None and not 0.0 <= check_fraction(target, "target") < 1.0:
+            raise ValueError(f"target={target!r} must be in [0, 1)")
+        if not isinstance(train_steps, int) or train_steps < 0:
+            raise ValueError(f"train_steps={train_steps!r} must be an int >= 0")
+        initial_target = high if target is None else target
+        super().__init__(
+            task=task,
+            budget={"params": max(1.0 - initial_target, 1e-9)},
+            metrics=metrics,
+            reward=reward,
+            weights="init",
+            **kwargs,
+        )
+        if not self.metrics:
+            raise ValueError("Panning needs at least one metric to mix; got metrics=()")
+        self._settings = settings | kwargs
+        self.iterations = iterations
+        self.fixed_target = target
+        self.target_range = (low, high)
+        self.train_steps = train_steps
+        self.feature_names = OBSERVATION_FEATURES
+        self.observation_space = spaces.Box(0.0, 1.0, (len(OBSERVATION_FEATURES),), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (len(self.metrics),), np.float32)
+        self._proxy_batch = self.context.task.calibration_batch(
+            SAMPLES_PER_CLASS * self.context.task.num_classes,
+            seed=self.context.task.seed,
+            class_balanced=True,
+        )
+        self._dense_masks = self.context.dense_masks
+        self._dense_loss, self._dense_gtg = self._loss_and_grad_norm(self._dense_masks)
+        self._masks = self._dense_masks
+        self.target = initial_target
+        self._step = 0
+        self._effective_sparsity = 0.0
+
+    # the agent's vocabulary ---------------------------------------------------------------
+    def action_to_weights(self, action: Any) -> np.ndarray:
+        """The convex metric weights an action means."""
+        return action_to_mix(action)
+
+    def weights_to_action(self, weights: Any) -> np.ndarray:
+        """An action whose metric weights are ``weights``."""
+        return mix_to_action(weights)
+
+    def keep_fraction(self, step: int) -> float:
+        """Scheduled density after iteration ``step`` (0-based) of this episode."""
+        return (1.0 - self.target) ** ((step + 1) / self.iterations)
+
+    # proxies -----------------------------------------------------------------------------
+    def _loss_and_grad_norm(self, masks: MaskSet) -> tuple[float, float]:
+        """Cross-entropy and squared gradient norm g^T g of the masked net on the proxy batch."""
+        model = self.context.model
+        masks.apply(model)
+        inputs, targets = (t.to(self.context.device) for t in self._proxy_batch)
+        params = [p for p in model.parameters() if p.requires_grad]
+        loss = F.cross_entropy(model(inputs), targets)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        grad_norm = sum(float(g.pow(2).sum()) for g in grads if g is not None)
+        return float(loss.detach()), grad_norm
+
+    def _effective_sparsity_of(self, masks: MaskSet) -> float:
+        """Fraction of weights that are pruned or on no input-to-output path (SynFlow = 0)."""
+        masks.apply(self.context.model)
+        flow = compute_scores(
+            self.context.model, "synflow", None, input_shape=self.context.task.input_shape
+        )
+        alive = sum(int((flow[name] > 0).sum()) for name in masks.masks)
+        return 1.0 - alive / masks.num_weights()
+
+    def _observation(self, loss_change: float, grad_change: float) -> np.ndarray:
+        """The seven Panning features, each in [0, 1]."""
+        features = [
+            squash(self._dense_loss / math.log(self.context.task.num_classes)),
+            squash(self._dense_gtg),
+            squash(loss_change),
+            squash(grad_change),
+            self._effective_sparsity,
+            self.target,
+            self._step / self.iterations,
+        ]
+        return np.clip(np.asarray(features, dtype=np.float32), 0.0, 1.0)
+
+    # episode -----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start from the dense initialisation with this episode's target sparsity."""
+        super().reset(seed=seed, options=options)
+        if self.fixed_target is None:
+            self.target = float(self.np_random.uniform(*self.target_range))
+        else:
+            self.target = self.fixed_target
+        self.budget = type(self.budget)({"params": 1.0 - self.target})
+        self._masks = self._dense_masks
+        self._step = 0
+        self._effective_sparsity = 0.0
+        return self._observation(0.0, 0.0), {"target_sparsity": self.target}
+
+    def step(self, action: Any):
+        """Re-score the masked net, prune by the mix to this step's density, report proxies."""
+        if self._step >= self.iterations:
+            raise RuntimeError("episode is over: call reset() before step()")
+        weights = self.action_to_weights(self.check_action(action))
+        scheduled_sparsity = 1.0 - self.keep_fraction(self._step)
+        self._masks = self._prune(weights, scheduled_sparsity)
+        self._step += 1
+        self._effective_sparsity = self._effective_sparsity_of(self._masks)
+        loss, gtg = self._loss_and_grad_norm(self._masks)
+        loss_change = abs(loss - self._dense_loss) / max(self._dense_loss, 1e-12)
+        grad_change = abs(gtg - self._dense_gtg) / max(self._dense_gtg, 1e-12)
+        disconnected = self._effective_sparsity >= 1.0
+        terminated = disconnected or self._step == self.iterations
+        if self.reward_kind == "proxy":
+            reward = (
+                -100.0 * abs(scheduled_sparsity - self._effective_sparsity)
+                - min(loss_change, 10.0)
+                - min(grad_change / 5.0, 10.0)
+            )
+        else:
+            reward = 0.0
+        if disconnected:
+            reward = -100.0 * (self.iterations - self._step + 1)
+        info: dict[str, Any] = {
+            "scheduled_sparsity": scheduled_sparsity,
+            "effective_sparsity": self._effective_sparsity,
+            "metric_weights": dict(zip(self.metrics, weights.tolist(), strict=True)),
+        }
+        if not terminated:
+            info |= self.cost_info({})
+            return self._observation(loss_change, grad_change), float(reward), False, False, info
+        evaluation = self.context.evaluate(
+            self._masks,
+            self.train_steps if self.reward_kind == "trained_accuracy" else 0,
+            seed=self._episode_seed,
+            lr=self.context.task.recipe.lr,
+        )
+        if self.reward_kind == "trained_accuracy" and not disconnected:
+            reward = evaluation["accuracy"]
+        info |= self.episode_info(self._masks, evaluation)
+        info |= self.cost_info(info["used"])
+        info["target_sparsity"] = self.target
+        return self._observation(loss_change, grad_change), float(reward), True, False, info
+
+    def _prune(self, weights: np.ndarray, sparsity: float) -> MaskSet:
+        """Masks at ``sparsity`` from the mix of the metrics re-scored on the current subnet."""
+        self._masks.apply(self.context.model)
+        percentiles = {
+            metric: percentile_ranks(self.context.compute_scores(metric)) for metric in self.metrics
+        }
+        total = self._masks.num_weights()
+        at_least = math.ceil(sparsity * total - 1e-9) / total  # never keep more than scheduled
+        builder = self.context.mask_builder(mix_percentiles(percentiles, weights), self._masks)
+        return builder.global_threshold(at_least)
+
+    @property
+    def masks(self) -> MaskSet:
+        """The masks the episode has reached so far."""
+        return self._masks

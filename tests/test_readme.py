@@ -33,3 +33,4 @@ def test_cli_list_prints_tasks_and_metrics(capsys):
     out = capsys.readouterr().out
     assert "digits-mlp" in out and "cifar10-resnet20" in out
     assert "synflow" in out and "grasp" in out
+    assert "prune_gym/Panning-v0" in out

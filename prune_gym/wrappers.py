@@ -44,14 +44,6 @@ class BudgetProjection(gym.ActionWrapper):
                     f"max_ratio={base.max_ratio}; raise max_ratio or loosen the budget"
                 )
 
-    def _limits(self) -> dict[str, float]:
-        """Limits on the MAC and param fractions (latency through its MAC proxy)."""
-        limits = {"flops": 1.0, "params": 1.0}
-        for resource, limit in self.base.budget.limits.items():
-            key = "flops" if resource == "latency" else resource
-            limits[key] = min(limits[key], limit)
-        return limits
-
     def _meets_budget(self, ratios: np.ndarray) -> bool:
         """Whether per-layer ``ratios`` meet the budget on the exact cost model.
 
@@ -62,7 +54,7 @@ class BudgetProjection(gym.ActionWrapper):
         ratios = base.action_to_ratios(base.ratios_to_action(ratios))
         masks = base.context.builder().from_ratios(dict(zip(base.layer_names, ratios, strict=True)))
         used = base.used_fractions(masks)
-        return all(used[r] <= limit + 1e-12 for r, limit in self._limits().items())
+        return all(used[r] <= limit + 1e-12 for r, limit in self.base.proxy_limits().items())
 
     def action(self, action: Any) -> np.ndarray:
         """The projected action (same shape, float32)."""
@@ -84,7 +76,7 @@ class BudgetProjection(gym.ActionWrapper):
         ratio = float(base.action_to_ratios(action)[0])
         kept = base.kept_so_far()
         shares = {"flops": base.macs_share, "params": base.params_share}
-        for resource, limit in self._limits().items():
+        for resource, limit in self.base.proxy_limits().items():
             share = shares[resource]
             later_floor = share[t + 1 :].sum() * (1.0 - base.max_ratio)
             if share[t] > 0:

@@ -137,6 +137,17 @@ class PruningEnv(gym.Env):
         """Budget features of an untouched network (limits, all of them remaining)."""
         return budget_features(self.budget, 1.0, 1.0)
 
+    def table_observation(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The whole layer table flattened, then the budget features, with their names.
+
+        The observation of the one-step envs, which see the network all at once.
+        """
+        observation = np.concatenate([self.layer_table.reshape(-1), self.budget_observation()])
+        names = tuple(
+            f"{name}:{feature}" for name in self.layer_names for feature in self.layer_feature_names
+        )
+        return np.clip(observation, -1.0, 1.0).astype(np.float32), names + self.global_feature_names
+
     @property
     def global_feature_names(self) -> tuple[str, ...]:
         """Names of the budget features appended to observations."""
@@ -178,16 +189,21 @@ class PruningEnv(gym.Env):
             "flops": costs[f"macs_{kind}"] / costs["macs_dense"],
         }
 
+    def proxy_limits(self) -> dict[str, float]:
+        """Limits on the MAC and param fractions; a latency limit acts on MACs (its proxy)."""
+        limits = {"params": 1.0, "flops": 1.0}
+        for resource, limit in self.budget.limits.items():
+            key = "flops" if resource == "latency" else resource
+            limits[key] = min(limits[key], limit)
+        return limits
+
     def budget_masks(self, builder: MaskBuilder) -> MaskSet:
         """The global-threshold masks of ``builder`` that just meet every budget.
 
         Bisects on the global sparsity (used fractions shrink as it grows); a latency
         budget is approached through its MAC proxy, since measuring is done per episode.
         """
-        limits = {"params": 1.0, "flops": 1.0}
-        for resource, limit in self.budget.limits.items():
-            key = "flops" if resource == "latency" else resource
-            limits[key] = min(limits[key], limit)
+        limits = self.proxy_limits()
 
         def feasible(masks: MaskSet) -> bool:
             used = self.used_fractions(masks)
@@ -215,7 +231,9 @@ class PruningEnv(gym.Env):
             "sparsity": masks.sparsity(),
             "params_ratio": used["params"],
             "macs_ratio": used["flops"],
-            "ratios": {name: masks.ratios()[name] for name in self.layer_names},
+            "ratios": {
+                name: ratio for name, ratio in masks.ratios().items() if name in self.layer_names
+            },
         }
         if "latency" in self.budget.limits:
             info["latency_ratio"] = self.context.latency_ratio(masks)

@@ -20,17 +20,7 @@ class GlobalRatioEnv(PruningEnv):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._observation = np.concatenate(
-            [self.layer_table.reshape(-1), self.budget_observation()]
-        ).astype(np.float32)
-        self.feature_names = (
-            tuple(
-                f"{name}:{feature}"
-                for name in self.layer_names
-                for feature in self.layer_feature_names
-            )
-            + self.global_feature_names
-        )
+        self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
 

@@ -45,11 +45,11 @@ class LayerRatioEnv(PruningEnv):
     def _observation(self) -> np.ndarray:
         """Row of the current layer plus dynamic and budget features."""
         t = min(self._step, self.num_layers - 1)
-        kept_macs = self.macs_share[:t] @ (1.0 - self._ratios[:t])
-        kept_params = self.params_share[:t] @ (1.0 - self._ratios[:t])
+        kept = self.kept_so_far()
+        kept_macs, kept_params = kept["flops"], kept["params"]
         dynamic = [
-            self.macs_share[:t].sum() - kept_macs,
-            self.params_share[:t].sum() - kept_params,
+            self.macs_share[: self._step].sum() - kept_macs,
+            self.params_share[: self._step].sum() - kept_params,
             self._macs_later[t],
             self._params_later[t],
             self._ratios[t - 1] if t > 0 else 0.0,

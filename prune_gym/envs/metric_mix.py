@@ -66,17 +66,7 @@ class MetricMixEnv(PruningEnv):
         self._settings["mode"] = mode
         self.mode = mode
         self._percentiles = {m: percentile_ranks(self.context.scores[m]) for m in self.metrics}
-        self._observation = np.concatenate(
-            [self.layer_table.reshape(-1), self.budget_observation()]
-        ).astype(np.float32)
-        self.feature_names = (
-            tuple(
-                f"{name}:{feature}"
-                for name in self.layer_names
-                for feature in self.layer_feature_names
-            )
-            + self.global_feature_names
-        )
+        self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         width = len(self.metrics) + (self.num_layers if mode == "joint" else 0)
         self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)

@@ -19,7 +19,7 @@ from gymnasium import spaces
 
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
-from prune_gym.pruning import MaskSet, compute_scores
+from prune_gym.pruning import Budget, MaskSet, compute_scores
 from prune_gym.pruning.allocate import check_fraction, percentile_ranks
 from prune_gym.tasks import Task
 
@@ -175,7 +175,7 @@ class PanningEnv(PruningEnv):
             self.target = float(self.np_random.uniform(*self.target_range))
         else:
             self.target = self.fixed_target
-        self.budget = type(self.budget)({"params": 1.0 - self.target})
+        self.budget = Budget({"params": 1.0 - self.target})
         self._masks = self._dense_masks
         self._step = 0
         self._effective_sparsity = 0.0

@@ -12,6 +12,7 @@ from prune_gym.envs.global_ratio import GlobalRatioEnv
 from prune_gym.envs.layer_ratio import LayerRatioEnv
 from prune_gym.envs.metric_mix import MetricMixEnv
 from prune_gym.envs.panning import PanningEnv
+from prune_gym.pruning.cost import TOLERANCE
 
 #: bisection steps when scaling ratios up towards max_ratio.
 SCALE_STEPS = 30
@@ -38,13 +39,13 @@ class BudgetProjection(gym.ActionWrapper):
             isinstance(base, MetricMixEnv) and base.mode == "joint"
         ):
             tightest = np.full(base.num_layers, base.max_ratio)
-            if not self._meets_budget(tightest):
+            if not self.meets_budget(tightest):
                 raise ValueError(
                     f"budget {base.budget.limits} cannot be met even with every layer at "
                     f"max_ratio={base.max_ratio}; raise max_ratio or loosen the budget"
                 )
 
-    def _meets_budget(self, ratios: np.ndarray) -> bool:
+    def meets_budget(self, ratios: np.ndarray) -> bool:
         """Whether per-layer ``ratios`` meet the budget on the exact cost model.
 
         The ratios are first sent through a float32 action and back, exactly as the env
@@ -54,7 +55,7 @@ class BudgetProjection(gym.ActionWrapper):
         ratios = base.action_to_ratios(base.ratios_to_action(ratios))
         masks = base.context.builder().from_ratios(dict(zip(base.layer_names, ratios, strict=True)))
         used = base.used_fractions(masks)
-        return all(used[r] <= limit + 1e-12 for r, limit in self.base.proxy_limits().items())
+        return all(used[r] <= limit + TOLERANCE for r, limit in self.base.proxy_limits().items())
 
     def action(self, action: Any) -> np.ndarray:
         """The projected action (same shape, float32)."""
@@ -63,9 +64,9 @@ class BudgetProjection(gym.ActionWrapper):
         if isinstance(base, LayerRatioEnv):
             return self._project_layer(action)
         if isinstance(base, GlobalRatioEnv):
-            return base.ratios_to_action(self._scale_up(base.action_to_ratios(action)))
+            return base.ratios_to_action(self.scale_up(base.action_to_ratios(action)))
         if isinstance(base, MetricMixEnv) and base.mode == "joint":
-            ratios = self._scale_up(base.action_to_ratios(action[: base.num_layers]))
+            ratios = self.scale_up(base.action_to_ratios(action[: base.num_layers]))
             return np.concatenate([base.ratios_to_action(ratios), action[base.num_layers :]])
         return action.astype(np.float32)
 
@@ -88,15 +89,18 @@ class BudgetProjection(gym.ActionWrapper):
         ratio = min((math.ceil(ratio * units - 1e-9) + 0.25) / units, base.max_ratio)
         return base.ratios_to_action(np.array([ratio]))
 
-    def _scale_up(self, ratios: np.ndarray) -> np.ndarray:
-        """``ratios + f * (max_ratio - ratios)`` with the least f in [0, 1] meeting the budget."""
+    def scale_up(self, ratios: np.ndarray) -> np.ndarray:
+        """``ratios + f * (max_ratio - ratios)`` with the least f in [0, 1] meeting the budget.
+
+        From all-``min_ratio`` ratios this is the uniform allocation that just fits.
+        """
         top = np.full_like(ratios, self.base.max_ratio)
-        if self._meets_budget(ratios):
+        if self.meets_budget(ratios):
             return ratios
         low, high = 0.0, 1.0
         for _ in range(SCALE_STEPS):
             middle = (low + high) / 2
-            if self._meets_budget(ratios + middle * (top - ratios)):
+            if self.meets_budget(ratios + middle * (top - ratios)):
                 high = middle
             else:
                 low = middle

@@ -94,3 +94,10 @@ def test_budget_parsing_and_validation():
             Budget(bad)
     with pytest.raises(ValueError, match="resource=fraction"):
         Budget.parse("flops0.5")
+
+
+def test_budget_violation_ignores_float_round_off_only():
+    budget = Budget({"params": 1 - 0.9})  # 0.09999999999999998
+    assert budget.violation({"params": 0.1}) == 0.0
+    assert budget.is_met({"params": 0.1})
+    assert budget.violation({"params": 0.1 + 1e-9}) == pytest.approx(1e-9 + 2e-17)

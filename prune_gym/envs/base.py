@@ -24,6 +24,7 @@ from prune_gym.envs.observations import (
 )
 from prune_gym.pruning import Budget, MaskBuilder, MaskSet
 from prune_gym.pruning.allocate import check_fraction
+from prune_gym.pruning.cost import TOLERANCE
 from prune_gym.pruning.masks import check_structure
 from prune_gym.tasks import Task
 
@@ -102,6 +103,8 @@ class PruningEnv(gym.Env):
         self.num_layers = len(self.layer_names)
         self._episode_seed = 0
         self.last_info: dict[str, Any] = {}
+        #: the masks of the last finished episode (for re-evaluation, e.g. on test).
+        self.last_masks: MaskSet | None = None
 
     # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
     def __getstate__(self) -> dict[str, Any]:
@@ -207,7 +210,7 @@ class PruningEnv(gym.Env):
 
         def feasible(masks: MaskSet) -> bool:
             used = self.used_fractions(masks)
-            return all(used[r] <= limits[r] + 1e-12 for r in limits)
+            return all(used[r] <= limits[r] + TOLERANCE for r in limits)
 
         low, high = 0.0, 1.0
         best = builder.global_threshold(high)
@@ -246,7 +249,7 @@ class PruningEnv(gym.Env):
         info["budget_violation"] = violation
         info["feasible"] = violation <= 0.0
         info["used"] = {r: used_by_resource[r] for r in self.budget.limits}
-        self.last_info = info
+        self.last_info, self.last_masks = info, masks
         return info
 
     def cost_info(self, shares: dict[str, float]) -> dict[str, Any]:

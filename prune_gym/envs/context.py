@@ -66,6 +66,7 @@ class PruningContext:
         weights: str = "pretrained",
     ) -> None:
         self.task = task
+        self.weights = weights
         self.structure = structure
         self.metrics = metrics
         self.rank_by = rank_by

@@ -21,6 +21,8 @@ from prune_gym.pruning.layers import ChannelStructure, layer_kind, prunable_laye
 from prune_gym.pruning.masks import MaskSet
 
 RESOURCES = ("params", "flops", "latency")
+#: used fractions within this of a limit meet it (round-off of fractions, far below 1 weight).
+TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,13 @@ class Budget:
         return cls(limits)
 
     def violation(self, used: dict[str, float]) -> float:
-        """Largest excess of a used fraction over its limit, floored at 0."""
-        return max(0.0, *(used[r] - limit for r, limit in self.limits.items()))
+        """Largest excess of a used fraction over its limit, floored at 0.
+
+        Excesses below ``TOLERANCE`` are float round-off (1 - 0.9 is not 0.1), not a
+        weight too many, and count as 0.
+        """
+        excess = max(0.0, *(used[r] - limit for r, limit in self.limits.items()))
+        return excess if excess > TOLERANCE else 0.0
 
     def is_met(self, used: dict[str, float]) -> bool:
         """Whether every used fraction is within its limit."""

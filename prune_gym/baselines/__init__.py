@@ -1,0 +1,9 @@
+"""Classical pruning methods: one-shot methods as fixed policies, training-time methods.
+
+``make_policy(name, env)`` gives an object with SB3's ``predict``, so learned and fixed
+policies are evaluated alike (``prune_gym.evaluation.evaluate``).
+"""
+
+from prune_gym.baselines.policies import ALL_POLICIES, FixedPolicy, make_policy, supported_policies
+
+__all__ = ["ALL_POLICIES", "FixedPolicy", "make_policy", "supported_policies"]

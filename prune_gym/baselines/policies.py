@@ -1,0 +1,237 @@
+"""Classical one-shot pruning methods as fixed policies with SB3's ``predict`` interface.
+
+Each policy is bound to one environment and answers every observation with the action
+its method implies on that env's budget: ratio envs get the per-layer ratios the method
+allocates, MetricMix gets a one-hot metric mix, Panning gets the method's mix at every
+iteration. Ratio actions go through ``BudgetProjection``, so every policy meets the budget
+(it only ever raises ratios that rounding left a weight short).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from prune_gym.envs import GlobalRatioEnv, LayerRatioEnv, MetricMixEnv, PanningEnv, PruningEnv
+from prune_gym.pruning import erk_densities
+from prune_gym.wrappers import BudgetProjection
+
+#: bisection steps when searching the ERK sparsity that just meets a budget.
+ERK_STEPS = 30
+#: the Panning paper's hand-set stages: (pruned fraction up to, [synflow, snip, grasp]).
+PANNING_STAGES = (
+    (0.80, (0.2, 0.5, 0.3)),
+    (0.90, (0.2, 0.4, 0.4)),
+    (0.98, (0.2, 0.3, 0.5)),
+    (0.99, (0.4, 0.2, 0.4)),
+    (1.00, (0.5, 0.0, 0.5)),
+)
+RATIO_METHODS = (
+    "uniform",
+    "layer-magnitude",
+    "erk",
+    "global-magnitude",
+    "snip",
+    "grasp",
+    "synflow",
+)
+GLOBAL_METRIC = {
+    "global-magnitude": "magnitude",
+    "snip": "snip",
+    "grasp": "grasp",
+    "synflow": "synflow",
+}
+PANNING_METHODS = ("iterative-snip", "iterative-synflow", "panning-handset")
+
+
+class FixedPolicy:
+    """A policy that acts like an SB3 model: ``predict(obs) -> (action, state)``."""
+
+    name = "fixed"
+
+    def __init__(self, env: gym.Env, seed: int = 0) -> None:
+        self.env: PruningEnv = env.unwrapped
+        self.seed = seed
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """The action for one (unbatched) observation of the bound env."""
+        raise NotImplementedError
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """SB3's signature; a batch of one observation (a one-env VecEnv) gets a batch back."""
+        observation = np.asarray(observation)
+        single = self.env.observation_space.shape
+        if observation.shape == single:
+            return self.act(observation), state
+        if observation.shape == (1, *single):
+            return self.act(observation[0])[None], state
+        raise ValueError(
+            f"a fixed policy acts on one env: observation of shape {observation.shape}, "
+            f"expected {single} or (1, *{single})"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, env={type(self.env).__name__})"
+
+
+class RatioPolicy(FixedPolicy):
+    """Per-layer ratios fixed up front (plus a metric mix in MetricMix's joint mode)."""
+
+    def __init__(
+        self, env: gym.Env, name: str, ratios: np.ndarray, mix: np.ndarray | None, seed: int = 0
+    ) -> None:
+        super().__init__(env, seed)
+        self.name = name
+        self.ratios = np.asarray(ratios, dtype=np.float64)
+        self.mix = mix
+        self.projection = BudgetProjection(self.env)
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        env = self.env
+        if isinstance(env, LayerRatioEnv):
+            step = min(env.step_index, env.num_layers - 1)
+            return self.projection.action(env.ratios_to_action(self.ratios[step : step + 1]))
+        if isinstance(env, MetricMixEnv):
+            return self.projection.action(env.weights_to_action(self.mix, ratios=self.ratios))
+        return self.projection.action(env.ratios_to_action(self.ratios))
+
+
+class MixPolicy(FixedPolicy):
+    """MetricMix (global mode) and Panning: the same metric weights at every step."""
+
+    def __init__(self, env: gym.Env, name: str, mix: np.ndarray, seed: int = 0) -> None:
+        super().__init__(env, seed)
+        self.name = name
+        self.mix = mix
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        return self.env.weights_to_action(self.mix)
+
+
+class RandomPolicy(FixedPolicy):
+    """Uniformly random actions (seeded), projected onto the budget where ratios are chosen."""
+
+    name = "random"
+
+    def __init__(self, env: gym.Env, seed: int = 0) -> None:
+        super().__init__(env, seed)
+        self.space = gym.spaces.Box(-1.0, 1.0, self.env.action_space.shape, np.float32, seed=seed)
+        self.projection = BudgetProjection(self.env)
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        return self.projection.action(self.space.sample())
+
+
+class PanningHandsetPolicy(FixedPolicy):
+    """The Panning paper's staged [SynFlow, SNIP, GraSP] weights, by the fraction pruned so far."""
+
+    name = "panning-handset"
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        env: PanningEnv = self.env
+        names = list(env.feature_names)
+        target = float(observation[names.index("target_sparsity")])
+        progress = float(observation[names.index("progress")])
+        pruned = 1.0 - (1.0 - target) ** progress  # scheduled sparsity before this step
+        weights = next(w for limit, w in PANNING_STAGES if pruned < limit or limit == 1.0)
+        by_metric = dict(zip(("synflow", "snip", "grasp"), weights, strict=True))
+        return env.weights_to_action([by_metric[m] for m in env.metrics])
+
+
+def one_hot(env: PruningEnv, metric: str) -> np.ndarray:
+    """Mix weights with all weight on ``metric`` (which the env must offer)."""
+    if metric not in env.metrics:
+        raise ValueError(f"metric {metric!r} is not among this env's metrics {env.metrics}")
+    return np.array([float(m == metric) for m in env.metrics])
+
+
+def global_ratios(env: PruningEnv, metric: str) -> np.ndarray:
+    """Per-layer ratios of one global threshold on ``metric`` that just meets the budget."""
+    masks = env.budget_masks(env.context.builder(metric))
+    ratios = masks.ratios()
+    return np.array([ratios[name] for name in env.layer_names])
+
+
+def uniform_ratios(env: PruningEnv) -> np.ndarray:
+    """The same ratio in every layer, the least that meets the budget."""
+    return BudgetProjection(env).scale_up(np.full(env.num_layers, env.min_ratio))
+
+
+def erk_ratios(env: PruningEnv) -> np.ndarray:
+    """Erdos-Renyi-Kernel ratios at the least global sparsity that meets the budget."""
+    projection = BudgetProjection(env)
+    model = env.context.model
+    names = env.layer_names
+
+    def ratios_at(sparsity: float) -> np.ndarray:
+        densities = erk_densities(model, sparsity)
+        return np.clip([1.0 - densities[n] for n in names], env.min_ratio, env.max_ratio)
+
+    low, high = 0.0, 1.0 - 1e-9
+    for _ in range(ERK_STEPS):
+        middle = (low + high) / 2
+        if projection.meets_budget(ratios_at(middle)):
+            high = middle
+        else:
+            low = middle
+    return ratios_at(high)
+
+
+def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:
+    """A ratio-allocating method on LayerRatio, GlobalRatio or MetricMix's joint mode."""
+    if name in GLOBAL_METRIC:
+        metric = GLOBAL_METRIC[name]
+        ratios, mix_metric = global_ratios(env, metric), metric
+    elif name == "erk":
+        ratios, mix_metric = erk_ratios(env), "magnitude"
+    else:
+        ratios = uniform_ratios(env)
+        mix_metric = "magnitude" if name == "layer-magnitude" else None
+    mix = None
+    if isinstance(env, MetricMixEnv):
+        mix = one_hot(env, mix_metric) if mix_metric else np.full(len(env.metrics), 1.0)
+    return RatioPolicy(env, name, ratios, mix, seed)
+
+
+def supported_policies(env: gym.Env) -> tuple[str, ...]:
+    """The policy names ``make_policy`` accepts for this env."""
+    base = env.unwrapped
+    if isinstance(base, PanningEnv):
+        return ("random", *PANNING_METHODS)
+    if isinstance(base, MetricMixEnv) and base.mode == "global":
+        return ("random", *GLOBAL_METRIC)
+    if isinstance(base, (LayerRatioEnv, GlobalRatioEnv, MetricMixEnv)):
+        return ("random", *RATIO_METHODS)
+    raise TypeError(f"no fixed policies for {type(base).__name__}; expected a prune-gym env")
+
+
+def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
+    """The classical method ``name`` as a fixed policy on ``env`` (meets its budget)."""
+    supported = supported_policies(env)
+    if name not in supported:
+        raise ValueError(
+            f"policy {name!r} is not available for {type(env.unwrapped).__name__}; "
+            f"choose one of {supported}"
+        )
+    base: PruningEnv = env.unwrapped
+    if name == "random":
+        return RandomPolicy(env, seed)
+    if name == "panning-handset":
+        return PanningHandsetPolicy(env, seed)
+    if name.startswith("iterative-"):
+        return MixPolicy(env, name, one_hot(base, name.removeprefix("iterative-")), seed)
+    if isinstance(base, MetricMixEnv) and base.mode == "global":
+        return MixPolicy(env, name, one_hot(base, GLOBAL_METRIC[name]), seed)
+    return _ratio_policy(base, name, seed)
+
+
+#: every policy name, for listings.
+ALL_POLICIES: tuple[str, ...] = ("random", *RATIO_METHODS, *PANNING_METHODS)

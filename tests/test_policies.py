@@ -1,0 +1,111 @@
+"""Fixed policies (classical one-shot methods) and the evaluation loop shared with SB3."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from torch.nn.utils import prune
+
+from prune_gym.baselines import make_policy, supported_policies
+from prune_gym.baselines.policies import PANNING_STAGES
+from prune_gym.evaluation import evaluate
+from prune_gym.pruning import MaskSet, prunable_layers
+
+ENVS = [
+    ("prune_gym/LayerRatio-v0", {}),
+    ("prune_gym/GlobalRatio-v0", {}),
+    ("prune_gym/MetricMix-v0", {}),
+    ("prune_gym/MetricMix-v0", {"mode": "joint"}),
+]
+
+
+@pytest.mark.parametrize("budget", [{"flops": 0.3}, {"params": 0.2, "flops": 0.5}])
+@pytest.mark.parametrize("structure", ["unstructured", "channel"])
+@pytest.mark.parametrize(("env_id", "kwargs"), ENVS)
+def test_every_policy_meets_the_budget_on_every_env_it_supports(env_id, kwargs, structure, budget):
+    env = gym.make(env_id, task="digits-cnn", structure=structure, budget=budget, **kwargs)
+    for name in supported_policies(env):
+        record = evaluate(make_policy(name, env), env, n_episodes=2)
+        assert all(r["feasible"] for r in record), (name, [r["budget_violation"] for r in record])
+        for resource, limit in budget.items():
+            used = record[0]["macs_ratio" if resource == "flops" else "params_ratio"]
+            assert used <= limit + 1e-12
+
+
+def test_panning_policies_prune_to_the_target():
+    env = gym.make("prune_gym/Panning-v0", task="digits-mlp", iterations=5, target=0.95)
+    assert supported_policies(env) == (
+        "random",
+        "iterative-snip",
+        "iterative-synflow",
+        "panning-handset",
+    )
+    for name in supported_policies(env):
+        (record,) = evaluate(make_policy(name, env), env)
+        assert record["feasible"] and record["sparsity"] == pytest.approx(0.95, abs=1e-4)
+        assert record["length"] == 5
+
+
+def test_panning_handset_uses_the_papers_stages():
+    env = gym.make("prune_gym/Panning-v0", task="digits-mlp", iterations=100, target=0.995)
+    policy = make_policy("panning-handset", env)
+    names = list(env.unwrapped.feature_names)
+    for progress, expected in ((0.0, 0), (0.35, 1), (0.5, 2), (0.75, 3), (0.99, 4)):
+        observation = np.zeros(len(names), dtype=np.float32)
+        observation[names.index("target_sparsity")] = 0.995
+        observation[names.index("progress")] = progress
+        weights = env.unwrapped.action_to_weights(policy.predict(observation)[0])
+        pruned = 1 - 0.005**progress
+        stage = next(i for i, (limit, _) in enumerate(PANNING_STAGES) if pruned < limit)
+        assert stage == expected
+        assert weights == pytest.approx(PANNING_STAGES[stage][1])  # [synflow, snip, grasp]
+
+
+def test_global_magnitude_on_global_ratio_equals_torch_global_unstructured():
+    env = gym.make("prune_gym/GlobalRatio-v0", task="digits-cnn", budget={"params": 0.15})
+    (record,) = evaluate(make_policy("global-magnitude", env), env)
+    masks = env.unwrapped.last_masks
+    model = env.unwrapped.context.task.pretrained_model()
+    prune.global_unstructured(
+        [(m, "weight") for _, m in prunable_layers(model)],
+        pruning_method=prune.L1Unstructured,
+        amount=record["sparsity"],
+    )
+    reference = MaskSet.from_model(model)
+    for name in masks:
+        assert torch.equal(masks[name], reference[name]), name
+
+
+def test_evaluate_treats_sb3_models_and_fixed_policies_alike():
+    env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"flops": 0.5})
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=1, seed=0).learn(32)
+    for policy in (model, make_policy("uniform", env)):
+        records = evaluate(policy, env, n_episodes=2, seed=5)
+        assert [r["seed"] for r in records] == [5, 6]
+        for record in records:
+            assert {"return", "accuracy", "val_accuracy", "test_accuracy", "macs_ratio"} <= set(
+                record
+            )
+            assert record["cost_flops"] == pytest.approx(record["macs_ratio"])
+            assert 0 <= record["test_accuracy"] <= 1
+
+
+def test_fine_tuning_budget_is_applied_before_val_and_test():
+    env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"params": 0.05})
+    policy = make_policy("uniform", env)
+    (plain,) = evaluate(policy, env)
+    (tuned,) = evaluate(policy, env, finetune_steps=150)
+    assert tuned["val_accuracy"] > plain["val_accuracy"]
+    (again,) = evaluate(policy, env)  # the shared model is restored after fine-tuning
+    assert again["val_accuracy"] == plain["val_accuracy"]
+
+
+def test_unknown_and_unsupported_policies_are_rejected():
+    env = gym.make("prune_gym/MetricMix-v0", task="digits-mlp")
+    with pytest.raises(ValueError, match="no-such-method"):
+        make_policy("no-such-method", env)
+    with pytest.raises(ValueError, match="erk"):
+        make_policy("erk", env)  # global mode only chooses a mix
+    with pytest.raises(ValueError, match="n_episodes"):
+        evaluate(make_policy("random", env), env, n_episodes=0)

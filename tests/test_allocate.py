@@ -11,7 +11,7 @@ from prune_gym.pruning import (
     prunable_layers,
     uniform_densities,
 )
-from prune_gym.pruning.allocate import percentile_ranks
+from prune_gym.pruning.allocate import percentile_ranks, whole_weight_sparsity
 from prune_gym.tasks.models import lenet5, resnet20
 
 
@@ -85,3 +85,9 @@ def test_builder_reports_unit_counts():
     assert MaskBuilder(model).unit_count("conv1") == 3 * 16 * 9
     channel = MaskBuilder(model, structure="channel", example_input=torch.zeros(1, 3, 32, 32))
     assert channel.unit_count("conv1") == 16
+
+
+def test_whole_weight_sparsity_never_keeps_a_weight_too_many():
+    assert whole_weight_sparsity(0.8, 17024) == 13620 / 17024  # round() would give 13619
+    assert whole_weight_sparsity(0.75, 100) == 0.75
+    assert 1 - whole_weight_sparsity(1 - 0.9, 38160) <= 0.9

@@ -315,3 +315,12 @@ def test_all_metrics_on_resnet20_with_masks():
         assert result["fc"].shape == (10,)
         assert all(torch.isfinite(s).all() for s in result.values()), metric
     assert_unchanged(model, before)
+
+
+def test_random_scores_do_not_replay_the_weight_initialisation_of_the_same_seed():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    scores = compute_scores(model, "random", None, seed=0)
+    weights = model[0].weight.detach().flatten()
+    correlation = torch.corrcoef(torch.stack([scores["0"].flatten(), weights]))[0, 1]
+    assert abs(float(correlation)) < 0.05

@@ -20,7 +20,7 @@ from gymnasium import spaces
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
 from prune_gym.pruning import Budget, MaskSet, compute_scores
-from prune_gym.pruning.allocate import check_fraction, percentile_ranks
+from prune_gym.pruning.allocate import check_fraction, percentile_ranks, whole_weight_sparsity
 from prune_gym.tasks import Task
 
 PANNING_METRICS = ("synflow", "snip", "grasp")
@@ -232,8 +232,7 @@ class PanningEnv(PruningEnv):
         percentiles = {
             metric: percentile_ranks(self.context.compute_scores(metric)) for metric in self.metrics
         }
-        total = self._masks.num_weights()
-        at_least = math.ceil(sparsity * total - 1e-9) / total  # never keep more than scheduled
+        at_least = whole_weight_sparsity(sparsity, self._masks.num_weights())
         builder = self.context.mask_builder(mix_percentiles(percentiles, weights), self._masks)
         return builder.global_threshold(at_least)
 

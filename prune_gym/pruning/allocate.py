@@ -191,6 +191,16 @@ def _ranks_of(scores: torch.Tensor, order: torch.Tensor | None = None) -> torch.
     return ranks
 
 
+def whole_weight_sparsity(sparsity: float, total: int) -> float:
+    """The smallest sparsity of whole weights out of ``total`` that is at least ``sparsity``.
+
+    ``round(s * total)`` weights may fall one short of a budget; this never does, so a
+    method asked for it meets a ``params <= 1 - sparsity`` budget exactly.
+    """
+    sparsity = check_fraction(sparsity, "sparsity")
+    return math.ceil(sparsity * total - 1e-9) / total
+
+
 def percentile_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every score replaced by its percentile in [0, 1] among all layers' scores.
 

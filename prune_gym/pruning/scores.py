@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,12 +90,22 @@ def compute_scores(
     entry = _lookup(metric)
     batch = _check_batch(metric, entry, batch, input_shape)
     layers = prunable_layers(model)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(_score_stream(seed))
     with _scoring_state(model, layers):
         raw = entry.fn(model, layers, batch, generator)
     if not isinstance(raw, dict):
         raise TypeError(f"metric {metric!r} returned {type(raw).__name__}; expected a dict")
     return {name: _finalise(metric, name, module, raw, structure) for name, module in layers}
+
+
+def _score_stream(seed: int) -> int:
+    """A generator seed derived from ``seed`` but distinct from it.
+
+    ``torch.manual_seed(s)`` initialises a task's weights, and a generator seeded with the
+    same ``s`` would replay those very numbers: random scores would then track the
+    initial weights (correlation -1), not be random.
+    """
+    return int(np.random.SeedSequence([seed, 0x5C0E]).generate_state(1)[0])
 
 
 def _lookup(metric: str) -> _Metric:

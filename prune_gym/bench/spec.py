@@ -1,0 +1,83 @@
+"""What a benchmark runs: tasks x budgets x methods x seeds, from the CLI or a YAML suite."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prune_gym.pruning import Budget
+
+#: ``--budgets sweep``: parameter budgets at compression 2, 4, 8, 16, 32 and 64.
+SWEEP = tuple(f"params={1 / c:g}" for c in (2, 4, 8, 16, 32, 64))
+SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+
+
+def parse_budget(text: str) -> Budget:
+    """One budget: ``"params=0.1"``, or resources joined by ``+``: ``"flops=0.5+params=0.3"``."""
+    return Budget.parse(text.replace("+", ","))
+
+
+def budget_label(budget: Budget) -> str:
+    """The canonical text of a budget, used in records and file names."""
+    return "+".join(f"{r}={v:g}" for r, v in sorted(budget.limits.items()))
+
+
+def parse_budgets(text: str) -> list[str]:
+    """``"params=0.1,params=0.02"`` or ``"sweep"`` -> canonical budget labels."""
+    items = SWEEP if text.strip() == "sweep" else [t for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"--budgets {text!r} names no budget; e.g. params=0.1,flops=0.5 or sweep")
+    return [budget_label(parse_budget(item)) for item in items]
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Everything one benchmark run needs; every run is one (task, budget, method, seed)."""
+
+    tasks: tuple[str, ...]
+    budgets: tuple[str, ...]
+    methods: tuple[str, ...] = ("all",)
+    seeds: int = 3
+    env: str = "prune_gym/GlobalRatio-v0"
+    structure: str = "unstructured"
+    finetune_steps: int = 200
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: tuple[str, ...] = ()
+    policy_algorithm: str = "ppo"
+
+    def __post_init__(self) -> None:
+        if not self.tasks or not self.budgets or not self.methods:
+            raise ValueError(f"a benchmark needs tasks, budgets and methods; got {self}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds!r} must be >= 1")
+        if self.finetune_steps < 0:
+            raise ValueError(f"finetune_steps={self.finetune_steps!r} must be >= 0")
+        for budget in self.budgets:
+            parse_budget(budget)
+
+
+def load_suite(name_or_path: str) -> BenchSpec:
+    """A suite from ``benchmarks/suites/<name>.yaml`` or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
+        raise FileNotFoundError(f"no benchmark suite at {path}; known suites: {known}")
+    raw = yaml.safe_load(path.read_text())
+    fields = {f.name for f in dataclasses.fields(BenchSpec)}
+    unknown = sorted(set(raw) - fields - {"description"})
+    if unknown:
+        raise ValueError(f"suite {path} has unknown keys {unknown}; accepted: {sorted(fields)}")
+    raw.pop("description", None)
+    for key in ("tasks", "methods", "policies"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    raw["budgets"] = tuple(
+        label for item in raw.get("budgets", ()) for label in parse_budgets(str(item))
+    )
+    return BenchSpec(**raw)

@@ -38,6 +38,7 @@ def test_panning_policies_prune_to_the_target():
     assert supported_policies(env) == (
         "random",
         "iterative-snip",
+        "iterative-grasp",
         "iterative-synflow",
         "panning-handset",
     )

@@ -43,7 +43,7 @@ GLOBAL_METRIC = {
     "grasp": "grasp",
     "synflow": "synflow",
 }
-PANNING_METHODS = ("iterative-snip", "iterative-synflow", "panning-handset")
+PANNING_METHODS = ("iterative-snip", "iterative-grasp", "iterative-synflow", "panning-handset")
 
 
 class FixedPolicy:

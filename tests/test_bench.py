@@ -113,3 +113,39 @@ def test_every_shipped_suite_loads():
     assert len(load_suite("mnist").budgets) >= 5
     with pytest.raises(FileNotFoundError, match="smoke"):
         load_suite("no-such-suite")
+
+
+def test_a_trained_sb3_policy_joins_the_same_table(tmp_path):
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"params": 0.3})
+    PPO("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=1, seed=0).learn(32).save(
+        tmp_path / "ppo"
+    )
+    policy = str(tmp_path / "ppo.zip")
+    code = main(
+        [
+            "bench",
+            "--task",
+            "digits-mlp",
+            "--budgets",
+            "params=0.3",
+            "--methods",
+            "uniform",
+            "--policy",
+            policy,
+            "--seeds",
+            "1",
+            "--finetune-steps",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 0
+    records = json.loads((tmp_path / "o" / "results.json").read_text())
+    learned = next(r for r in records if r["kind"] == "learned")
+    assert learned["method"] == f"policy:{policy}"
+    assert learned["status"] == "ok" and 0 <= learned["test_accuracy"] <= 1
+    assert f"policy:{policy}" in (tmp_path / "o" / "summary.md").read_text()

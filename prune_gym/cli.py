@@ -37,6 +37,7 @@ def _bench(args: argparse.Namespace) -> int:
         "env": args.env,
         "structure": args.structure,
         "finetune_steps": args.finetune_steps,
+        "max_ratio": args.max_ratio,
         "policies": tuple(args.policy) if args.policy else None,
         "policy_algorithm": args.algo,
     }
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--env", help="env the one-shot methods act on (default GlobalRatio)")
     bench.add_argument("--structure", choices=("unstructured", "channel"))
     bench.add_argument("--finetune-steps", type=int, help="fine-tuning after one-shot pruning")
+    bench.add_argument(
+        "--max-ratio", type=float, help="largest per-layer ratio one-shot methods may use (1.0)"
+    )
     bench.add_argument("--policy", action="append", help="trained SB3 model zip (repeatable)")
     bench.add_argument("--algo", help="algorithm of --policy zips: ppo (default), a2c, sac, td3")
     bench.add_argument("--out", required=True, help="output folder (resumable)")

@@ -72,7 +72,9 @@ class Run:
 
 def plan(spec: BenchSpec) -> list[Run]:
     """Every run of ``spec``, methods ``all`` expanded to every one-shot and training method."""
-    probe = gym.make(spec.env, task=spec.tasks[0], structure=spec.structure)
+    probe = gym.make(
+        spec.env, task=spec.tasks[0], structure=spec.structure, max_ratio=spec.max_ratio
+    )
     one_shot = supported_policies(probe)
     training = tuple(available_methods())
     methods: list[tuple[str, str]] = []
@@ -143,7 +145,11 @@ class BenchmarkRunner:
     def _episode(self, run: Run, task: Task, budget: Budget) -> tuple[dict[str, Any], MaskSet]:
         """A fixed or learned policy for one episode, then the shared fine-tuning budget."""
         env = gym.make(
-            self.spec.env, task=task, budget=budget.limits, structure=self.spec.structure
+            self.spec.env,
+            task=task,
+            budget=budget.limits,
+            structure=self.spec.structure,
+            max_ratio=self.spec.max_ratio,
         )
         if run.kind == "learned":
             policy = load_policy(run.method.removeprefix("policy:"), self.spec.policy_algorithm)

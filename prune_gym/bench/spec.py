@@ -45,6 +45,8 @@ class BenchSpec:
     env: str = "prune_gym/GlobalRatio-v0"
     structure: str = "unstructured"
     finetune_steps: int = 200
+    #: one-shot methods may prune a layer up to this ratio (envs default to 0.99 for agents).
+    max_ratio: float = 1.0
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     policies: tuple[str, ...] = ()
     policy_algorithm: str = "ppo"

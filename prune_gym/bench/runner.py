@@ -22,6 +22,7 @@ from tqdm import tqdm
 import prune_gym  # noqa: F401  (registers the env ids)
 from prune_gym.baselines import make_policy, supported_policies
 from prune_gym.baselines.methods import available_methods, run_method
+from prune_gym.bench.overlap import aligned_overlap
 from prune_gym.bench.spec import BenchSpec, parse_budget
 from prune_gym.evaluation import evaluate
 from prune_gym.pruning import Budget, CostModel, MaskSet
@@ -189,13 +190,9 @@ class BenchmarkRunner:
 
 
 def mask_overlap(task: Task, masks: MaskSet) -> float | None:
-    """Jaccard overlap of kept weights with a planted teacher's (None without a teacher)."""
+    """Overlap with a planted teacher's mask, hidden units matched (None without a teacher)."""
     truth = getattr(task, "true_masks", None)
-    if truth is None:
-        return None
-    both = sum(int((masks[n] & truth[n]).sum()) for n in truth.masks)
-    either = sum(int((masks[n] | truth[n]).sum()) for n in truth.masks)
-    return both / either
+    return None if truth is None else aligned_overlap(masks, truth)
 
 
 def load_policy(path: str, algorithm: str) -> Any:

@@ -115,3 +115,31 @@ def test_panning_trained_accuracy_reward_trains_the_sparse_net():
     rewards = [env.step(env.weights_to_action([1, 1, 1]))[1] for _ in range(3)]
     assert rewards[:2] == [0.0, 0.0]
     assert rewards[2] > 0.5  # 100 steps take a half-pruned init well above chance (0.1)
+
+
+def test_a_latency_budget_is_measured_on_the_exported_channel_pruned_model():
+    env = gym.make(
+        "prune_gym/GlobalRatio-v0",
+        task="digits-cnn",
+        structure="channel",
+        budget={"latency": 0.95, "flops": 0.6},
+    ).unwrapped
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.full(env.action_space.shape, 0.5, dtype=np.float32))
+    assert info["latency_ratio"] > 0
+    assert info["costs"]["latency"] == info["latency_ratio"]
+    assert info["used"]["latency"] == info["latency_ratio"]
+    assert info["feasible"] == (info["latency_ratio"] <= 0.95 and info["macs_ratio"] <= 0.6 + 1e-12)
+
+
+def test_fine_tuning_before_the_reward_helps_and_leaves_the_shared_model_intact():
+    action = np.full((3,), 0.6, dtype=np.float32)  # digits-mlp: three layers, ~60% pruned
+    plain = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", max_ratio=0.99).unwrapped
+    tuned = gym.make(
+        "prune_gym/GlobalRatio-v0", task="digits-mlp", max_ratio=0.99, finetune_steps=100
+    ).unwrapped
+    plain.reset(seed=0)
+    tuned.reset(seed=0)
+    before = plain.step(action)[1]
+    assert tuned.step(action)[1] >= before
+    assert plain.step(action)[1] == before  # the dense weights were restored

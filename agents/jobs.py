@@ -30,7 +30,7 @@ from agents.panning_agent import PanningAgent
 from agents.ppo_lagrangian import PPOLagrangian
 from prune_gym.baselines import make_policy, supported_policies
 from prune_gym.evaluation import evaluate
-from prune_gym.wrappers import CostMonitor, LagrangianReward
+from prune_gym.wrappers import BudgetProjection, CostMonitor, LagrangianReward
 
 AGENTS = ("ppo-lag", "ppo", "panning")
 HYPERPARAMS = Path(__file__).with_name("zoo") / "hyperparams.yml"
@@ -169,15 +169,25 @@ def load_model(config: RunConfig, path: Path) -> BaseAlgorithm:
 
 
 def compare(config: RunConfig, model: BaseAlgorithm) -> list[dict[str, Any]]:
-    """The learned policy and every fixed policy on the same env, task and budget."""
+    """The learned policy and every fixed policy on the same env, task and budget.
+
+    On ratio envs the learned policy is also shown behind ``BudgetProjection``, the way to
+    deploy it when the budget must hold in every episode.
+    """
     env = gym.make(config.env, **config.env_kwargs())
+    learned = f"learned ({config.agent})"
+    candidates: dict[str, tuple[Any, gym.Env, str]] = {learned: (model, env, "learned")}
+    if config.agent != "panning":
+        candidates[f"{learned} + projection"] = (model, BudgetProjection(env), "learned")
+    for name in supported_policies(env):
+        candidates[name] = (make_policy(name, env, seed=config.seed), env, "baseline")
     rows = []
-    policies = {f"learned ({config.agent})": model}
-    policies |= {name: make_policy(name, env, seed=config.seed) for name in supported_policies(env)}
-    for name, policy in tqdm(policies.items(), desc="comparing with baselines", unit="policy"):
+    for name, (policy, policy_env, kind) in tqdm(
+        candidates.items(), desc="comparing with baselines", unit="policy"
+    ):
         records = evaluate(
             policy,
-            env,
+            policy_env,
             config.eval_episodes,
             seed=config.seed,
             finetune_steps=config.finetune_steps,
@@ -185,6 +195,7 @@ def compare(config: RunConfig, model: BaseAlgorithm) -> list[dict[str, Any]]:
         rows.append(
             {
                 "policy": name,
+                "kind": kind,
                 "episodes": len(records),
                 **{
                     key: statistics.fmean(float(r[key]) for r in records)
@@ -199,7 +210,7 @@ def compare(config: RunConfig, model: BaseAlgorithm) -> list[dict[str, Any]]:
 def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
     """Markdown table of ``compare``'s rows, the best feasible baseline marked."""
     budget = ", ".join(f"{k} <= {v:g}" for k, v in config.budget.items())
-    baselines = [r for r in rows[1:] if r["feasible"] == 1.0]
+    baselines = [r for r in rows if r["kind"] == "baseline" and r["feasible"] == 1.0]
     best = max(baselines, key=lambda r: r["val_accuracy"], default=None)
     lines = [
         f"# {config.agent} on {config.env}, task {config.task}, budget {budget}",

@@ -11,7 +11,8 @@ from torch import nn
 import prune_gym.tasks
 from prune_gym.pruning.layers import prunable_layers
 from prune_gym.pruning.masks import MaskSet, effective_weight
-from prune_gym.tasks import PlantedTeacherTask, Split, Task, TrainRecipe, registry
+from prune_gym.tasks import PlantedTeacherTask, Split, Task, TrainRecipe
+from prune_gym.tasks import task as task_module
 from prune_gym.tasks.train import augment_batch, evaluate_tensors, lr_factor
 
 
@@ -248,7 +249,7 @@ def test_pretrained_cache_round_trip(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cached weights should have been loaded")
 
-    monkeypatch.setattr(registry, "train_dense", fail)
+    monkeypatch.setattr(task_module, "train_dense", fail)
     second = blobs_task().pretrained_model()
     assert first.state_dict().keys() == second.state_dict().keys()
     for name, value in first.state_dict().items():
@@ -279,9 +280,9 @@ def test_unusable_cache_file_is_reported_and_retrained(tmp_path, monkeypatch, ho
     path = blobs_task().cache_path()
     corrupt(path, how)
     trainings = []
-    original = registry.train_dense
+    original = task_module.train_dense
     monkeypatch.setattr(
-        registry, "train_dense", lambda *a, **k: trainings.append(1) or original(*a, **k)
+        task_module, "train_dense", lambda *a, **k: trainings.append(1) or original(*a, **k)
     )
     with pytest.warns(UserWarning, match=re.escape(str(path))):
         retrained = blobs_task().pretrained_model()

@@ -3,15 +3,10 @@
 ``make("digits-mlp")`` builds a built-in task; ``register_task(name, factory)`` adds yours.
 """
 
+from prune_gym.tasks.builtins import PlantedTeacherTask, resolve_recipe
 from prune_gym.tasks.data import Split
-from prune_gym.tasks.registry import (
-    PlantedTeacherTask,
-    Task,
-    list_tasks,
-    make,
-    register_task,
-    resolve_recipe,
-)
+from prune_gym.tasks.registry import list_tasks, make, register_task
+from prune_gym.tasks.task import Task
 from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, train_dense
 
 __all__ = [

@@ -1,0 +1,313 @@
+"""``Task``: a model factory, its data splits and its training recipe, with cached weights.
+
+A task is what an environment prunes: it builds the model, holds the train/val/test
+splits in memory, trains and caches the dense weights, evaluates and fine-tunes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Hashable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prune_gym.pruning.masks import MaskSet
+from prune_gym.tasks import data
+from prune_gym.tasks.data import Split
+from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, run_steps, train_dense
+
+SPLIT_NAMES = ("train", "val", "test")
+#: Bumped when the layout of a cached pretrained file changes.
+CACHE_FORMAT = 1
+#: Splits shared by every task with the same ``(data_key, val_fraction, seed)``.
+_SPLIT_CACHE: dict[Hashable, dict[str, Split]] = {}
+#: Errors that mean a cached pretrained file is unusable (so it is retrained).
+_CACHE_ERRORS = (RuntimeError, EOFError, ValueError, pickle.UnpicklingError)
+
+
+def cache_dir() -> Path:
+    """``$PRUNE_GYM_CACHE`` if set, else ``~/.cache/prune_gym`` (read at each call)."""
+    env = os.environ.get("PRUNE_GYM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "prune_gym"
+
+
+class Task:
+    """A model factory, its data and its training recipe: what a pruning environment prunes.
+
+    ``load_data()`` returns the ``(train, test)`` splits; validation is carved out of
+    train (``val_fraction``, stratified, seeded). ``data_key`` (hashable) names the data so
+    tasks over the same data share the tensors in memory; ``data_options`` are the
+    settings that change the data and so key the pretrained-weights cache.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        build_model: Callable[[], nn.Module],
+        load_data: Callable[[], tuple[Split, Split]],
+        recipe: TrainRecipe,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        data_key: Hashable | None = None,
+        data_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"task name={name!r} must be a non-empty string")
+        if not isinstance(recipe, TrainRecipe):
+            raise TypeError(f"recipe must be a TrainRecipe, got {type(recipe).__name__}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction!r} must be in (0, 1)")
+        if num_classes < 2 or not input_shape or any(int(d) < 1 for d in input_shape):
+            raise ValueError(
+                f"num_classes={num_classes!r} must be >= 2 and input_shape={input_shape!r} "
+                "a non-empty tuple of positive sizes"
+            )
+        self.name = name
+        self._build_model = build_model
+        self._load_data = load_data
+        self.recipe = recipe
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.num_classes = int(num_classes)
+        self.val_fraction = float(val_fraction)
+        self.seed = int(seed)
+        self.data_key = data_key
+        self.data_options = dict(data_options or {})
+        self._splits: dict[str, Split] | None = None
+        self._pretrained_state: dict[str, torch.Tensor] | None = None
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, seed={self.seed}, input_shape={self.input_shape})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the in-memory data and weights (they reload lazily)."""
+        return {**self.__dict__, "_splits": None, "_pretrained_state": None}
+
+    # model ------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model; the same task seed gives the same weights.
+
+        The global RNG is seeded inside a fork, so the caller's RNG state is untouched.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = self._build_model()
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"task {self.name!r}: build_model returned {type(model).__name__}, "
+                "expected an nn.Module"
+            )
+        return model
+
+    def example_input(self, batch_size: int = 1) -> torch.Tensor:
+        """A zero batch of ``input_shape``, for tracing and cost counting."""
+        return torch.zeros(batch_size, *self.input_shape)
+
+    # data -------------------------------------------------------------------------------
+    @property
+    def splits(self) -> dict[str, Split]:
+        """``train`` / ``val`` / ``test`` splits, loaded on first use and kept in memory."""
+        if self._splits is None:
+            if self.data_key is None:
+                self._splits = self._load_splits()
+            else:
+                key = (self.data_key, self.val_fraction, self.seed)
+                if key not in _SPLIT_CACHE:
+                    _SPLIT_CACHE[key] = self._load_splits()
+                self._splits = _SPLIT_CACHE[key]
+        return dict(self._splits)
+
+    def _load_splits(self) -> dict[str, Split]:
+        """Load ``(train, test)`` and carve the validation split out of train."""
+        loaded = self._load_data()
+        if not (isinstance(loaded, tuple) and len(loaded) == 2):
+            raise TypeError(f"task {self.name!r}: load_data must return a (train, test) tuple")
+        train, test = loaded
+        for split in (train, test):
+            if not isinstance(split, Split):
+                raise TypeError(f"task {self.name!r}: load_data returned {type(split).__name__}")
+            if len(split) and int(split.targets.max()) >= self.num_classes:
+                raise ValueError(
+                    f"task {self.name!r}: label {int(split.targets.max())} found, but "
+                    f"num_classes={self.num_classes}"
+                )
+        rest, val = data.split_validation(train, self.val_fraction, self.seed)
+        return {"train": rest, "val": val, "test": test}
+
+    def calibration_batch(
+        self, n: int, seed: int = 0, class_balanced: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` seeded random training samples ``(inputs, targets)`` for data-driven scores.
+
+        ``class_balanced`` takes ``n // num_classes`` samples of every class instead
+        (GraSP's samples-per-class convention), grouped by class.
+        """
+        train = self.splits["train"]
+        if not 1 <= n <= len(train):
+            raise ValueError(f"n={n!r} must be between 1 and the {len(train)} training samples")
+        generator = torch.Generator().manual_seed(seed)
+        if not class_balanced:
+            index = torch.randperm(len(train), generator=generator)[:n]
+            return train.inputs[index], train.targets[index]
+        if n < self.num_classes:
+            raise ValueError(
+                f"class_balanced batch needs n >= num_classes={self.num_classes}, got n={n}"
+            )
+        per_class = n // self.num_classes
+        parts = []
+        for label in range(self.num_classes):
+            pool = torch.nonzero(train.targets == label).flatten()
+            if len(pool) < per_class:
+                raise ValueError(
+                    f"class {label} has {len(pool)} training samples, fewer than the "
+                    f"{per_class} a class_balanced batch of n={n} needs"
+                )
+            parts.append(pool[torch.randperm(len(pool), generator=generator)[:per_class]])
+        index = torch.cat(parts)
+        return train.inputs[index], train.targets[index]
+
+    # training and evaluation ---------------------------------------------------------
+    def evaluate(
+        self, model: nn.Module, split: str = "val", limit: int | None = None
+    ) -> dict[str, float]:
+        """``{"accuracy", "loss"}`` of ``model`` on a split (its first ``limit`` samples)."""
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"split={split!r} is not one of {SPLIT_NAMES}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit={limit!r} must be a positive int or None")
+        inputs, targets = self.splits[split]
+        return evaluate_tensors(model, inputs[:limit], targets[:limit])
+
+    def finetune(
+        self,
+        model: nn.Module,
+        masks: MaskSet,
+        steps: int,
+        *,
+        lr: float | None = None,
+        seed: int | None = None,
+    ) -> nn.Module:
+        """Apply ``masks`` and train ``steps`` steps on train, keeping pruned weights zero.
+
+        Uses the recipe's optimizer at a constant ``lr`` (default ``recipe.finetune_lr``,
+        else ``recipe.lr / 10``); ``masks.enforce`` runs after every step, optimizer
+        buffers included. Deterministic for a ``seed`` (default: the task's); returns the
+        model in eval mode.
+        """
+        if steps < 0:
+            raise ValueError(f"steps={steps!r} must be >= 0")
+        masks.apply(model)
+        run_steps(
+            model,
+            self.splits["train"],
+            self.recipe,
+            steps,
+            seed=self.seed if seed is None else seed,
+            lr=self.recipe.default_finetune_lr if lr is None else lr,
+            schedule=False,
+            after_step=partial(_enforce, masks, model),
+            desc=f"{self.name}: fine-tuning",
+        )
+        # ``weight`` is only recomputed in a forward pass; re-applying refreshes it now.
+        return masks.apply(model)
+
+    # pretrained weights ----------------------------------------------------------------
+    def cache_key(self) -> str:
+        """sha256 of everything that determines the dense weights (recipe, seed, model, data)."""
+        description = {
+            "task": self.name,
+            "recipe": dataclasses.asdict(self.recipe),
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "model": repr(self.build_model()),
+            "data": self.data_options,
+        }
+        text = json.dumps(description, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def cache_path(self, key: str | None = None) -> Path:
+        """Where ``pretrained_model`` stores the dense weights (for ``key``, default ours)."""
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", self.name)
+        key = self.cache_key() if key is None else key
+        return cache_dir() / "pretrained" / f"{stem}-{key[:16]}.pt"
+
+    def pretrained_model(self) -> nn.Module:
+        """The dense model trained with the task's recipe, in eval mode.
+
+        Trained on first use and cached on disk (``cache_path()``); a cache file that
+        cannot be read or does not match this task is reported with a warning and
+        replaced by retraining, never used.
+        """
+        model = self.build_model()
+        if self._pretrained_state is None:
+            self._pretrained_state = self._load_or_train(model)
+        model.load_state_dict(self._pretrained_state)
+        return model.eval()
+
+    def _load_or_train(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Dense weights from the cache file if it is valid, else trained and cached."""
+        key = self.cache_key()
+        path = self.cache_path(key)
+        if path.exists():
+            try:
+                return _read_cached_state(path, key, model)
+            except _CACHE_ERRORS as error:
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                warnings.warn(
+                    f"ignoring unusable pretrained cache file {path} ({reason}); retraining",
+                    stacklevel=3,
+                )
+        train_dense(model, self.splits["train"], self.recipe, seed=self.seed, desc=self.name)
+        state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+        payload = {"format": CACHE_FORMAT, "key": key, "task": self.name, "state_dict": state}
+        _atomic_save(payload, path)
+        return state
+
+
+def _enforce(masks: MaskSet, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """``masks.enforce(model, optimizer)``, in the argument order ``run_steps`` calls."""
+    masks.enforce(model, optimizer)
+
+
+def _read_cached_state(path: Path, key: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Load a cached state dict, raising ``ValueError`` unless it matches ``key`` and ``model``."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
+        raise ValueError(f"not a prune-gym cache file of format {CACHE_FORMAT}")
+    if payload.get("key") != key:
+        raise ValueError("it was written for a different task, recipe, seed or model")
+    state = payload.get("state_dict")
+    expected = model.state_dict()
+    if not isinstance(state, dict) or state.keys() != expected.keys():
+        raise ValueError("its state dict keys do not match the model")
+    for name, value in expected.items():
+        if not torch.is_tensor(state[name]) or state[name].shape != value.shape:
+            raise ValueError(f"tensor {name!r} has the wrong shape")
+    return state
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, tmp_name)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)

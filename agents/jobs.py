@@ -266,8 +266,8 @@ def train(config: RunConfig, out: str | Path) -> str:
     """Train, save, compare with every baseline; returns the comparison table."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    model = build_model(config, out)  # validates the task, env and budget first
     (out / "run.json").write_text(json.dumps(asdict(config), indent=1))
-    model = build_model(config, out)
     progress = TrainingProgress(config.timesteps, list(config.budget))
     start = time.perf_counter()
     model.learn(total_timesteps=config.timesteps, callback=progress)
@@ -285,6 +285,8 @@ def train(config: RunConfig, out: str | Path) -> str:
 def evaluate_saved(model_path: str | Path, episodes: int | None = None) -> str:
     """Reload ``model.zip`` and its ``run.json``, and redo the comparison table."""
     model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"no model at {model_path}; give the model.zip that train wrote")
     run_file = model_path.with_name("run.json")
     if not run_file.exists():
         raise FileNotFoundError(f"{run_file} not found: eval needs the run.json that train writes")

@@ -157,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``prune-gym``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+        parser.exit(2, f"prune-gym {args.verb}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,18 @@ def test_run_config_validation_and_hyperparameters():
         RunConfig(agent="panning", budget={"flops": 0.5})
     assert "lagrange_lr" in algorithm_kwargs(RunConfig())
     assert "lagrange_lr" not in algorithm_kwargs(RunConfig(agent="ppo"))
+
+
+def test_bad_input_gets_a_message_and_exit_code_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--task", "no-such-task", "--timesteps", "8", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no-such-task" in capsys.readouterr().err
+    assert not (tmp_path / "run.json").exists()  # nothing is written for a bad run
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(tmp_path / "missing.zip")])
+    assert "missing.zip" in capsys.readouterr().err
+    (tmp_path / "model.zip").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(tmp_path / "model.zip")])
+    assert "run.json" in capsys.readouterr().err

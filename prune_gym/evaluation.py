@@ -46,24 +46,15 @@ class Policy(Protocol):
 def assess_masks(
     context: PruningContext, masks: MaskSet, finetune_steps: int = 0, seed: int = 0
 ) -> dict[str, float]:
-    """Val and test accuracy of the context's dense weights under ``masks``.
+    """Val and test accuracy of the context's network under ``masks``.
 
-    With ``finetune_steps`` > 0 the masked network is trained first (at the recipe's
-    fine-tuning rate for a pretrained net, at its training rate for an initialisation).
-    The shared model is restored afterwards.
+    With ``finetune_steps`` > 0 the masked network is trained first; the shared model is
+    restored afterwards (``PruningContext.masked``).
     """
-    task = context.task
-    lr = task.recipe.lr if context.weights == "init" else None
-    masks.apply(context.model)
-    try:
-        if finetune_steps > 0:
-            task.finetune(context.model, masks, finetune_steps, seed=seed, lr=lr)
-        val, test = task.splits["val"], task.splits["test"]
-        val_result = evaluate_tensors(context.model, val.inputs, val.targets)
-        test_result = evaluate_tensors(context.model, test.inputs, test.targets)
-    finally:
-        if finetune_steps > 0:
-            context.restore_dense_weights()
+    val, test = context.task.splits["val"], context.task.splits["test"]
+    with context.masked(masks, finetune_steps, seed) as model:
+        val_result = evaluate_tensors(model, val.inputs, val.targets)
+        test_result = evaluate_tensors(model, test.inputs, test.targets)
     return {
         "val_accuracy": val_result["accuracy"],
         "val_loss": val_result["loss"],

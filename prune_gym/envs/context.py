@@ -9,6 +9,8 @@ is evaluated, so sharing is safe for envs stepped one at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -144,23 +146,28 @@ class PruningContext:
         )
 
     # rewards ----------------------------------------------------------------------------
-    def evaluate(
-        self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0, lr: float | None = None
-    ) -> dict:
-        """Accuracy and loss on the fixed reward samples of the model under ``masks``.
+    @contextmanager
+    def masked(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> Iterator[nn.Module]:
+        """The shared model under ``masks``, trained ``finetune_steps`` first, restored after.
 
-        With ``finetune_steps`` > 0 the masked model is trained first (at ``lr``, default the
-        task's fine-tuning rate); the original weights are restored afterwards, so no
-        episode leaks into the next.
+        Training uses the task's fine-tuning rate for a pretrained net and its training
+        rate for an initialisation; the original weights come back whatever happens, so
+        no episode or evaluation leaks into the next.
         """
         masks.apply(self.model)
-        if finetune_steps > 0:
-            self.task.finetune(self.model, masks, finetune_steps, seed=seed, lr=lr)
         try:
-            return evaluate_tensors(self.model, self.reward_inputs, self.reward_targets)
+            if finetune_steps > 0:
+                lr = self.task.recipe.lr if self.weights == "init" else None
+                self.task.finetune(self.model, masks, finetune_steps, seed=seed, lr=lr)
+            yield self.model
         finally:
             if finetune_steps > 0:
                 self.restore_dense_weights()
+
+    def evaluate(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
+        """Accuracy and loss on the fixed reward samples under ``masks`` (see ``masked``)."""
+        with self.masked(masks, finetune_steps, seed) as model:
+            return evaluate_tensors(model, self.reward_inputs, self.reward_targets)
 
     def restore_dense_weights(self) -> None:
         """Put the pretrained dense weights back into the shared model (masks untouched)."""

@@ -217,7 +217,6 @@ class PanningEnv(PruningEnv):
             self._masks,
             self.train_steps if self.reward_kind == "trained_accuracy" else 0,
             seed=self._episode_seed,
-            lr=self.context.task.recipe.lr,
         )
         if self.reward_kind == "trained_accuracy" and not disconnected:
             reward = evaluation["accuracy"]

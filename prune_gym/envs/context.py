@@ -57,36 +57,27 @@ class PruningContext:
     initialisation (pruning before training).
     """
 
-    def __init__(
-        self,
-        task: Task,
-        structure: str,
-        metrics: tuple[str, ...],
-        rank_by: str,
-        reward_samples: int,
-        device: str,
-        weights: str = "pretrained",
-    ) -> None:
+    def __init__(self, task: Task, key: ContextKey) -> None:
         self.task = task
-        self.weights = weights
-        self.structure = structure
-        self.metrics = metrics
-        self.rank_by = rank_by
-        self.device = torch.device(device)
-        model = task.pretrained_model() if weights == "pretrained" else task.build_model()
+        self.key = key
+        self.weights, self.structure = key.weights, key.structure
+        self.metrics, self.rank_by = key.metrics, key.rank_by
+        self.device = torch.device(key.device)
+        model = task.pretrained_model() if key.weights == "pretrained" else task.build_model()
         self.model = model.to(self.device).eval()
         self.example_input = task.example_input().to(self.device)
         self.cost_model = CostModel(self.model, self.example_input)
-        excluded = self.cost_model.channel_structure.output_layers if structure == "channel" else ()
+        structural = self.structure == "channel"
+        excluded = self.cost_model.channel_structure.output_layers if structural else ()
         self.layer_names = [n for n in self.cost_model.layer_names if n not in excluded]
         self.layers = [layer for layer in self.cost_model.layers if layer.name not in excluded]
         self.calibration = _calibration_batch(task)
-        self.scores = {metric: self.compute_scores(metric) for metric in metrics}
+        self.scores = {metric: self.compute_scores(metric) for metric in self.metrics}
         self._builders: dict[str, MaskBuilder] = {}
         self.dense_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         MaskSet.dense(self.model).apply(self.model)
         val = task.splits["val"]
-        count = min(reward_samples, len(val))
+        count = min(key.reward_samples, len(val))
         order = torch.randperm(len(val), generator=torch.Generator().manual_seed(task.seed))
         index = order[:count]
         self.reward_inputs = val.inputs[index].to(self.device)
@@ -226,9 +217,7 @@ def get_context(
         task.cache_key(), structure, metrics, rank_by, reward_samples, str(device), weights
     )
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = PruningContext(
-            task, structure, metrics, rank_by, reward_samples, device, weights
-        )
+        _CONTEXTS[key] = PruningContext(task, key)
     return _CONTEXTS[key]
 
 

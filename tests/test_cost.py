@@ -101,3 +101,23 @@ def test_budget_violation_ignores_float_round_off_only():
     assert budget.violation({"params": 0.1}) == 0.0
     assert budget.is_met({"params": 0.1})
     assert budget.violation({"params": 0.1 + 1e-9}) == pytest.approx(1e-9 + 2e-17)
+
+
+def test_used_fractions_equal_the_evaluated_totals():
+    model = resnet20()
+    x = torch.zeros(1, 3, 32, 32)
+    cost_model = CostModel(model, x)
+    masks = MaskSet.global_threshold(model, 0.7)
+    costs = cost_model.evaluate(masks)
+    assert cost_model.used_fractions(masks) == {
+        "params": costs["params_nonzero"] / costs["params_dense"],
+        "flops": costs["macs_nonzero"] / costs["macs_dense"],
+    }
+    channels = MaskSet.from_ratios(
+        model, {"layer1.0.conv1": 0.5}, structure="channel", example_input=x
+    )
+    costs = cost_model.evaluate(channels)
+    assert cost_model.used_fractions(channels, structural=True) == {
+        "params": costs["params_structural"] / costs["params_dense"],
+        "flops": costs["macs_structural"] / costs["macs_dense"],
+    }

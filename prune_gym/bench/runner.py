@@ -170,11 +170,7 @@ class BenchmarkRunner:
         cost_model = CostModel(task.build_model(), task.example_input())
         sparsity = whole_weight_sparsity(1.0 - budget.limits["params"], cost_model.params_dense)
         result = run_method(run.method, task, sparsity, seed=run.seed, **overrides)
-        costs = cost_model.evaluate(result.masks)
-        used = {
-            "params": costs["params_nonzero"] / costs["params_dense"],
-            "flops": costs["macs_nonzero"] / costs["macs_dense"],
-        }
+        used = cost_model.used_fractions(result.masks)
         violation = budget.violation(used)
         record = {
             "val_accuracy": result.val_accuracy,

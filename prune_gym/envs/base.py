@@ -185,12 +185,7 @@ class PruningEnv(gym.Env):
     # costs ------------------------------------------------------------------------------
     def used_fractions(self, masks: MaskSet) -> dict[str, float]:
         """Fraction of the dense params and MACs that ``masks`` keep (structural for channels)."""
-        costs = self.context.cost_model.evaluate(masks)
-        kind = "structural" if self.structure == "channel" else "nonzero"
-        return {
-            "params": costs[f"params_{kind}"] / costs["params_dense"],
-            "flops": costs[f"macs_{kind}"] / costs["macs_dense"],
-        }
+        return self.context.cost_model.used_fractions(masks, self.structure == "channel")
 
     def proxy_limits(self) -> dict[str, float]:
         """Limits on the MAC and param fractions; a latency limit acts on MACs (its proxy)."""

@@ -100,6 +100,24 @@ class CostModel:
         totals["layers"] = rows
         return totals
 
+    def used_fractions(self, masks: MaskSet, structural: bool = False) -> dict[str, float]:
+        """Kept fractions of the dense ``params`` and MACs (``flops``), nonzero or structural.
+
+        The same numbers as ``evaluate``'s totals; the nonzero ones skip the per-layer rows
+        and the channel groups, since budget searches ask for them many times a step.
+        """
+        if structural:
+            costs = self.evaluate(masks)
+            kept_params, kept_macs = costs["params_structural"], costs["macs_structural"]
+        else:
+            kept_params = kept_macs = 0.0
+            for layer in self.layers:
+                mask = masks.masks.get(layer.name)
+                kept = layer.params if mask is None else int(mask.sum())
+                kept_params += kept
+                kept_macs += layer.macs * (kept / layer.params)
+        return {"params": kept_params / self.params_dense, "flops": kept_macs / self.macs_dense}
+
     def _kept_channels(self, masks: MaskSet | None) -> tuple[dict[str, int], dict[str, float]]:
         """Output channels left per layer, and the fraction of input width left per layer.
 

@@ -1,7 +1,9 @@
-"""Tasks: registry, splits, pretrained cache, evaluation, fine-tuning, the planted teacher."""
+"""Tasks: registry, splits, dense accuracy, evaluation, fine-tuning, the planted teacher.
+
+The pretrained-weights cache is tested in test_cache.py.
+"""
 
 import pickle
-import re
 
 import pytest
 import torch
@@ -12,7 +14,6 @@ import prune_gym.tasks
 from prune_gym.pruning.layers import prunable_layers
 from prune_gym.pruning.masks import MaskSet, effective_weight
 from prune_gym.tasks import PlantedTeacherTask, Split, Task, TrainRecipe
-from prune_gym.tasks import task as task_module
 from prune_gym.tasks.train import augment_batch, evaluate_tensors, lr_factor
 
 
@@ -238,58 +239,6 @@ def test_dense_digits_test_accuracy_at_least_95(name):
     model = task.pretrained_model()
     assert not model.training
     assert task.evaluate(model, "test")["accuracy"] >= 0.95
-
-
-def test_pretrained_cache_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNE_GYM_CACHE", str(tmp_path))
-    first = blobs_task().pretrained_model()
-    assert blobs_task().cache_path().parent == tmp_path / "pretrained"
-    assert blobs_task().cache_path().exists()
-
-    def fail(*args, **kwargs):
-        raise AssertionError("the cached weights should have been loaded")
-
-    monkeypatch.setattr(task_module, "train_dense", fail)
-    second = blobs_task().pretrained_model()
-    assert first.state_dict().keys() == second.state_dict().keys()
-    for name, value in first.state_dict().items():
-        assert torch.equal(value, second.state_dict()[name]), name
-    assert blobs_task(seed=1).cache_path() != blobs_task().cache_path()
-    assert blobs_task(epochs=4).cache_key() != blobs_task().cache_key()
-
-
-def corrupt(path, how: str) -> None:
-    """Damage a cache file the way a crash, a disk error or a stale version would."""
-    if how == "truncated":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    elif how == "garbage":
-        path.write_bytes(b"\x00not a checkpoint" * 20)
-    else:
-        payload = torch.load(path, weights_only=True)
-        if how == "other-key":
-            payload["key"] = "0" * 64
-        else:
-            payload["state_dict"]["0.weight"] = torch.zeros(2, 2)
-        torch.save(payload, path)
-
-
-@pytest.mark.parametrize("how", ["truncated", "garbage", "other-key", "wrong-shape"])
-def test_unusable_cache_file_is_reported_and_retrained(tmp_path, monkeypatch, how):
-    monkeypatch.setenv("PRUNE_GYM_CACHE", str(tmp_path))
-    reference = blobs_task().pretrained_model()
-    path = blobs_task().cache_path()
-    corrupt(path, how)
-    trainings = []
-    original = task_module.train_dense
-    monkeypatch.setattr(
-        task_module, "train_dense", lambda *a, **k: trainings.append(1) or original(*a, **k)
-    )
-    with pytest.warns(UserWarning, match=re.escape(str(path))):
-        retrained = blobs_task().pretrained_model()
-    assert trainings == [1]
-    assert torch.equal(retrained[0].weight, reference[0].weight)  # seeded: same weights again
-    blobs_task().pretrained_model()  # the repaired file loads silently
-    assert trainings == [1]
 
 
 # fine-tuning ------------------------------------------------------------------------------

@@ -10,10 +10,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import pickle
 import re
-import tempfile
-import warnings
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from pathlib import Path
@@ -23,17 +22,17 @@ import torch
 from torch import nn
 
 from prune_gym.pruning.masks import MaskSet
-from prune_gym.tasks import data
+from prune_gym.tasks import cache, data
 from prune_gym.tasks.data import Split
 from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, run_steps, train_dense
 
 SPLIT_NAMES = ("train", "val", "test")
-#: Bumped when the layout of a cached pretrained file changes.
-CACHE_FORMAT = 1
-#: Splits shared by every task with the same ``(data_key, val_fraction, seed)``.
-_SPLIT_CACHE: dict[Hashable, dict[str, Split]] = {}
-#: Errors that mean a cached pretrained file is unusable (so it is retrained).
-_CACHE_ERRORS = (RuntimeError, EOFError, ValueError, pickle.UnpicklingError)
+#: Splits shared by tasks with the same ``(data_key, val_fraction, seed)``: the most
+#: recently used few. Tasks keep their own splits, so eviction only stops the sharing.
+_SPLIT_CACHE: OrderedDict[Hashable, dict[str, Split]] = OrderedDict()
+_SPLIT_CACHE_SIZE = 4
+#: Data fingerprints by training split, so tasks sharing the splits hash them once.
+_FINGERPRINTS: weakref.WeakKeyDictionary[Split, str] = weakref.WeakKeyDictionary()
 
 
 def cache_dir() -> Path:
@@ -125,8 +124,12 @@ class Task:
                 self._splits = self._load_splits()
             else:
                 key = (self.data_key, self.val_fraction, self.seed)
-                if key not in _SPLIT_CACHE:
+                if key in _SPLIT_CACHE:
+                    _SPLIT_CACHE.move_to_end(key)
+                else:
                     _SPLIT_CACHE[key] = self._load_splits()
+                    while len(_SPLIT_CACHE) > _SPLIT_CACHE_SIZE:
+                        _SPLIT_CACHE.popitem(last=False)
                 self._splits = _SPLIT_CACHE[key]
         return dict(self._splits)
 
@@ -144,6 +147,13 @@ class Task:
                     f"task {self.name!r}: label {int(split.targets.max())} found, but "
                     f"num_classes={self.num_classes}"
                 )
+        labels = torch.unique(train.targets).tolist()
+        if len(labels) < 2:
+            held = f"only label {labels[0]}" if labels else "no samples"
+            raise ValueError(
+                f"task {self.name!r}: the training data hold {held}; a classifier needs "
+                "at least 2 classes"
+            )
         rest, val = data.split_validation(train, self.val_fraction, self.seed)
         return {"train": rest, "val": val, "test": test}
 
@@ -225,8 +235,28 @@ class Task:
         return masks.apply(model)
 
     # pretrained weights ----------------------------------------------------------------
+    def data_fingerprint(self) -> str:
+        """sha256 of the splits (dtype, shape and bytes of every tensor), for the cache key.
+
+        Keys the weights by the data itself, so a task re-registered with other data
+        (user tasks usually have no ``data_options``) never gets stale weights.
+        """
+        train = self.splits["train"]
+        if train not in _FINGERPRINTS:
+            digest = hashlib.sha256()
+            for name in SPLIT_NAMES:
+                for tensor in self.splits[name]:
+                    tensor = tensor.detach().cpu().contiguous()
+                    digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+                    digest.update(tensor.numpy())
+            _FINGERPRINTS[train] = digest.hexdigest()
+        return _FINGERPRINTS[train]
+
     def cache_key(self) -> str:
-        """sha256 of everything that determines the dense weights (recipe, seed, model, data)."""
+        """sha256 of everything that determines the dense weights (recipe, seed, model, data).
+
+        Loads the data on first use: the key includes ``data_fingerprint()``.
+        """
         description = {
             "task": self.name,
             "recipe": dataclasses.asdict(self.recipe),
@@ -234,6 +264,7 @@ class Task:
             "val_fraction": self.val_fraction,
             "model": repr(self.build_model()),
             "data": self.data_options,
+            "data_fingerprint": self.data_fingerprint(),
         }
         text = json.dumps(description, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -247,9 +278,9 @@ class Task:
     def pretrained_model(self) -> nn.Module:
         """The dense model trained with the task's recipe, in eval mode.
 
-        Trained on first use and cached on disk (``cache_path()``); a cache file that
-        cannot be read or does not match this task is reported with a warning and
-        replaced by retraining, never used.
+        Trained on first use and cached on disk (``cache_path()``, verified by a sha256
+        sidecar, see ``prune_gym.tasks.cache``); a cache file that is damaged or does not
+        match this task is reported with a warning and replaced by retraining, never used.
         """
         model = self.build_model()
         if self._pretrained_state is None:
@@ -258,56 +289,18 @@ class Task:
         return model.eval()
 
     def _load_or_train(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Dense weights from the cache file if it is valid, else trained and cached."""
+        """Dense weights from the verified cache file, else trained (once across processes)."""
+
+        def train() -> dict[str, torch.Tensor]:
+            train_dense(model, self.splits["train"], self.recipe, seed=self.seed, desc=self.name)
+            return {
+                name: value.detach().cpu().clone() for name, value in model.state_dict().items()
+            }
+
         key = self.cache_key()
-        path = self.cache_path(key)
-        if path.exists():
-            try:
-                return _read_cached_state(path, key, model)
-            except _CACHE_ERRORS as error:
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-                warnings.warn(
-                    f"ignoring unusable pretrained cache file {path} ({reason}); retraining",
-                    stacklevel=3,
-                )
-        train_dense(model, self.splits["train"], self.recipe, seed=self.seed, desc=self.name)
-        state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
-        payload = {"format": CACHE_FORMAT, "key": key, "task": self.name, "state_dict": state}
-        _atomic_save(payload, path)
-        return state
+        return cache.load_or_train(self.cache_path(key), key, self.name, model, train)
 
 
 def _enforce(masks: MaskSet, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """``masks.enforce(model, optimizer)``, in the argument order ``run_steps`` calls."""
     masks.enforce(model, optimizer)
-
-
-def _read_cached_state(path: Path, key: str, model: nn.Module) -> dict[str, torch.Tensor]:
-    """Load a cached state dict, raising ``ValueError`` unless it matches ``key`` and ``model``."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
-        raise ValueError(f"not a prune-gym cache file of format {CACHE_FORMAT}")
-    if payload.get("key") != key:
-        raise ValueError("it was written for a different task, recipe, seed or model")
-    state = payload.get("state_dict")
-    expected = model.state_dict()
-    if not isinstance(state, dict) or state.keys() != expected.keys():
-        raise ValueError("its state dict keys do not match the model")
-    for name, value in expected.items():
-        if not torch.is_tensor(state[name]) or state[name].shape != value.shape:
-            raise ValueError(f"tensor {name!r} has the wrong shape")
-    return state
-
-
-def _atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, tmp_name)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)

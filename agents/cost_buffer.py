@@ -11,6 +11,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from prune_gym.checks import check_int
+
 #: the buffer's arrays of shape (n_steps, n_envs, n_costs), flattened like SB3's in ``get``.
 COST_ARRAYS = ("costs", "cost_values", "cost_advantages", "cost_returns")
 
@@ -56,9 +58,7 @@ class CostRolloutBuffer(RolloutBuffer):
         cost_gamma: float | None = None,
         cost_gae_lambda: float | None = None,
     ) -> None:
-        if isinstance(n_costs, bool) or not isinstance(n_costs, int) or n_costs < 1:
-            raise ValueError(f"n_costs={n_costs!r} must be an int >= 1")
-        self.n_costs = n_costs
+        self.n_costs = check_int(n_costs, "n_costs", low=1)
         self.cost_gamma = gamma if cost_gamma is None else cost_gamma
         self.cost_gae_lambda = gae_lambda if cost_gae_lambda is None else cost_gae_lambda
         super().__init__(

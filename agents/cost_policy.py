@@ -12,6 +12,8 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from prune_gym.checks import check_int
+
 
 class CostActorCriticPolicy(ActorCriticPolicy):
     """``ActorCriticPolicy`` plus ``cost_value_net``, an MLP like the value net with K outputs.
@@ -22,9 +24,9 @@ class CostActorCriticPolicy(ActorCriticPolicy):
     """
 
     def __init__(self, *args: Any, n_costs: int = 1, **kwargs: Any) -> None:
-        if isinstance(n_costs, bool) or not isinstance(n_costs, int) or n_costs < 1:
-            raise ValueError(f"n_costs={n_costs!r} must be an int >= 1 (one per resource)")
-        self.n_costs = n_costs  # read by _build, which SB3's __init__ calls
+        self.n_costs = check_int(
+            n_costs, "n_costs", low=1
+        )  # read by _build, which SB3's __init__ calls
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:

@@ -7,26 +7,18 @@ and restored with ``load_state_dict``.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any
 
-
-def check_number(value: Any, name: str, low: float = 0.0, high: float = math.inf) -> float:
-    """``value`` as a float, or ``ValueError`` unless it is a finite number in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number in [{low}, {high}]")
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value!r} must lie in [{low}, {high}]")
-    return float(value)
+from prune_gym.checks import check_int, check_number
 
 
 class LagrangeRule(ABC):
     """One resource's multiplier update, called once per ``train()`` with the window's mean cost."""
 
     def __init__(self, max_value: float) -> None:
-        self.max_value = check_number(max_value, "lagrange_max")
+        self.max_value = check_number(max_value, "lagrange_max", 0.0)
 
     @abstractmethod
     def update(self, multiplier: float, cost: float, limit: float) -> float:
@@ -51,7 +43,7 @@ class SGDLagrange(LagrangeRule):
 
     def __init__(self, lr: float, max_value: float = 100.0) -> None:
         super().__init__(max_value)
-        self.lr = check_number(lr, "lagrange_lr")
+        self.lr = check_number(lr, "lagrange_lr", 0.0)
 
     def update(self, multiplier: float, cost: float, limit: float) -> float:
         """One projected SGD step on the constraint violation ``cost - limit``."""
@@ -79,15 +71,13 @@ class PIDLagrange(LagrangeRule):
         max_value: float = 100.0,
     ) -> None:
         super().__init__(max_value)
-        self.kp = check_number(kp, "pid_kp")
-        self.ki = check_number(ki, "pid_ki")
-        self.kd = check_number(kd, "pid_kd")
-        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
-            raise ValueError(f"pid_delay={delay!r} must be an int >= 1 (updates)")
-        self.delay = delay
-        self.alpha_p = check_number(alpha_p, "pid_alpha_p", high=1.0)
-        self.alpha_d = check_number(alpha_d, "pid_alpha_d", high=1.0)
-        self.integral = check_number(init, "lagrange_init", high=self.max_value)
+        self.kp = check_number(kp, "pid_kp", 0.0)
+        self.ki = check_number(ki, "pid_ki", 0.0)
+        self.kd = check_number(kd, "pid_kd", 0.0)
+        self.delay = check_int(delay, "pid_delay", low=1)
+        self.alpha_p = check_number(alpha_p, "pid_alpha_p", 0.0, 1.0)
+        self.alpha_d = check_number(alpha_d, "pid_alpha_d", 0.0, 1.0)
+        self.integral = check_number(init, "lagrange_init", 0.0, self.max_value)
         self.error_ema = 0.0
         self.cost_ema = 0.0
         self.cost_emas: deque[float] = deque([0.0], maxlen=delay)

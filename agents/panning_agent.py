@@ -18,9 +18,9 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
 
 import prune_gym  # noqa: F401  (registers the env ids)
+from prune_gym.checks import check_fraction
 from prune_gym.envs.panning import PANNING_METRICS
 from prune_gym.pruning import MaskSet
-from prune_gym.pruning.allocate import check_fraction
 from prune_gym.tasks import Task
 
 #: the Panning code's TD3 settings (its warm-up is 2,000 random steps of 50,000).

@@ -42,7 +42,8 @@ from torch.nn import functional as F
 
 from agents.cost_buffer import CostRolloutBuffer, CostRolloutBufferSamples
 from agents.cost_policy import CostActorCriticPolicy
-from agents.lagrange import LagrangeRule, PIDLagrange, SGDLagrange, check_number
+from agents.lagrange import LagrangeRule, PIDLagrange, SGDLagrange
+from prune_gym.checks import check_int, check_number
 
 SelfPPOLagrangian = TypeVar("SelfPPOLagrangian", bound="PPOLagrangian")
 
@@ -108,14 +109,12 @@ class PPOLagrangian(PPO):
         self.pid_kp, self.pid_ki, self.pid_kd = pid_kp, pid_ki, pid_kd
         self.pid_delay, self.pid_alpha_p, self.pid_alpha_d = pid_delay, pid_alpha_p, pid_alpha_d
         self._make_rule()  # validates the rule's settings now, not at the first update
-        if isinstance(cost_window, bool) or not isinstance(cost_window, int) or cost_window < 1:
-            raise ValueError(f"cost_window={cost_window!r} must be an int >= 1 (episodes)")
-        self.cost_window = cost_window
+        self.cost_window = check_int(cost_window, "cost_window", low=1)
         self.cost_gamma = self.gamma if cost_gamma is None else cost_gamma
-        self.cost_gamma = check_number(self.cost_gamma, "cost_gamma", high=1.0)
+        self.cost_gamma = check_number(self.cost_gamma, "cost_gamma", 0.0, 1.0)
         self.cost_gae_lambda = self.gae_lambda if cost_gae_lambda is None else cost_gae_lambda
-        self.cost_gae_lambda = check_number(self.cost_gae_lambda, "cost_gae_lambda", high=1.0)
-        self.cvf_coef = check_number(cvf_coef, "cvf_coef")
+        self.cost_gae_lambda = check_number(self.cost_gae_lambda, "cost_gae_lambda", 0.0, 1.0)
+        self.cvf_coef = check_number(cvf_coef, "cvf_coef", 0.0)
         #: resource names in the order of the cost critic's outputs (set at setup).
         self.cost_resources: list[str] | None = None
         #: resource -> current multiplier lambda_k.
@@ -185,7 +184,7 @@ class PPOLagrangian(PPO):
                 max_value=self.lagrange_max,
             )
         rule = SGDLagrange(lr=self.lagrange_lr, max_value=self.lagrange_max)
-        check_number(self.lagrange_init, "lagrange_init", high=rule.max_value)
+        check_number(self.lagrange_init, "lagrange_init", 0.0, rule.max_value)
         return rule
 
     def _setup_lagrange(self) -> None:
@@ -504,7 +503,7 @@ def _check_cost_limits(cost_limits: dict[str, float] | None) -> dict[str, float]
     for resource in cost_limits:
         if not isinstance(resource, str):
             raise TypeError(f"cost_limits key {resource!r} must be a resource name (str)")
-    return {r: check_number(v, f"cost_limits[{r!r}]", -math.inf) for r, v in cost_limits.items()}
+    return {r: check_number(v, f"cost_limits[{r!r}]") for r, v in cost_limits.items()}
 
 
 def _budget_limits(budget: Any) -> dict[str, float]:

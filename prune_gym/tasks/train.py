@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from prune_gym.checks import check_choice
 from prune_gym.tasks.data import Split
 
 OPTIMIZERS = ("sgd", "adam")
@@ -45,9 +46,9 @@ class TrainRecipe:
     finetune_lr: float | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("augment", self.augment, AUGMENTATIONS)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_choice(self.augment, "augment", AUGMENTATIONS)
         for field_name in ("lr", "batch_size"):
             if not getattr(self, field_name) > 0:
                 raise ValueError(f"{field_name}={getattr(self, field_name)!r} must be > 0")
@@ -206,9 +207,3 @@ def evaluate_tensors(
 def _device_of(model: nn.Module) -> torch.device:
     """Device of the model's first parameter (CPU for a parameterless model)."""
     return next(model.parameters(), torch.empty(0)).device
-
-
-def _check_choice(field_name: str, value: object, accepted: tuple[object, ...]) -> None:
-    """Raise ``ValueError`` naming ``value`` and the accepted choices."""
-    if value not in accepted:
-        raise ValueError(f"{field_name}={value!r} is not supported; expected one of {accepted}")

@@ -19,6 +19,7 @@ from prune_gym.baselines.methods.schedule import (
     step_of_fraction,
 )
 from prune_gym.baselines.methods.topology import DISTRIBUTIONS, prune_and_regrow, random_masks
+from prune_gym.checks import check_int
 from prune_gym.pruning.masks import MaskSet
 
 if TYPE_CHECKING:
@@ -42,8 +43,7 @@ class GmpConfig(MethodConfig):
                 f"start_fraction={self.start_fraction!r} and end_fraction="
                 f"{self.end_fraction!r} must satisfy 0 <= start_fraction < end_fraction <= 1"
             )
-        if not (isinstance(self.update_every, int) and self.update_every >= 1):
-            raise ValueError(f"update_every={self.update_every!r} must be a positive int")
+        check_int(self.update_every, "update_every", low=1)
 
 
 class GmpSchedule(Schedule):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from prune_gym.baselines.methods.schedule import MethodConfig, Schedule, geometric_sparsities
+from prune_gym.checks import check_int
 from prune_gym.pruning.masks import MaskSet
 
 if TYPE_CHECKING:
@@ -36,10 +37,8 @@ class ImpConfig(MethodConfig):
         super().__post_init__()
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction={self.prune_fraction!r} must be in (0, 1)")
-        if self.rewind_step is not None and not (
-            isinstance(self.rewind_step, int) and self.rewind_step >= 0
-        ):
-            raise ValueError(f"rewind_step={self.rewind_step!r} must be an int >= 0 or None")
+        if self.rewind_step is not None:
+            check_int(self.rewind_step, "rewind_step", low=0)
 
 
 class ImpSchedule(Schedule):

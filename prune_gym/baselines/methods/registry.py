@@ -19,6 +19,7 @@ from prune_gym.baselines.methods.rigl import RiglSchedule
 from prune_gym.baselines.methods.schedule import MethodConfig, Schedule
 from prune_gym.baselines.methods.swd import SwdSchedule
 from prune_gym.baselines.methods.trainer import MethodResult, SparseTrainer
+from prune_gym.checks import check_number
 from prune_gym.tasks import Task, TrainRecipe, make
 
 #: Training-time methods by name (DESIGN §6); each is a ``Schedule`` for ``SparseTrainer``.
@@ -58,7 +59,7 @@ def build_trainer(
 ) -> SparseTrainer:
     """The ``SparseTrainer`` that ``run_method`` runs, ready to ``run()`` or to inspect."""
     schedule_class = _lookup(name)
-    sparsity = _check_sparsity(sparsity)
+    sparsity = check_number(sparsity, "sparsity", 0.0, 1.0, high_open=True)
     task = make(task) if isinstance(task, str) else task
     if not isinstance(task, Task):
         raise TypeError(f"task must be a Task or a task name, got {type(task).__name__}")
@@ -95,12 +96,3 @@ def _lookup(name: str) -> type[Schedule]:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available methods: {available_methods()}")
     return METHODS[name]
-
-
-def _check_sparsity(sparsity: float) -> float:
-    """Validate a target sparsity in [0, 1), returning it as a float."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
-        raise ValueError(f"sparsity={sparsity!r} must be a number in [0, 1)")
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity={sparsity!r} is outside [0, 1)")
-    return float(sparsity)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from prune_gym.baselines.methods.schedule import MethodConfig, Schedule, step_of_fraction
 from prune_gym.baselines.methods.topology import DISTRIBUTIONS, prune_and_regrow, random_masks
+from prune_gym.checks import check_int
 
 if TYPE_CHECKING:
     from prune_gym.baselines.methods.trainer import SparseTrainer
@@ -29,8 +30,7 @@ class RiglConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (isinstance(self.update_every, int) and self.update_every >= 1):
-            raise ValueError(f"update_every={self.update_every!r} must be a positive int")
+        check_int(self.update_every, "update_every", low=1)
         if not 0.0 <= self.drop_fraction <= 1.0:
             raise ValueError(f"drop_fraction={self.drop_fraction!r} must be in [0, 1]")
         if self.distribution not in DISTRIBUTIONS:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
+from prune_gym.checks import check_int
+
 if TYPE_CHECKING:
     from prune_gym.baselines.methods.trainer import SparseTrainer
     from prune_gym.tasks import Task
@@ -37,10 +39,8 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if self.start not in STARTS:
             raise ValueError(f"start={self.start!r} is not supported; expected one of {STARTS}")
-        if self.eval_every is not None and not (
-            isinstance(self.eval_every, int) and self.eval_every >= 1
-        ):
-            raise ValueError(f"eval_every={self.eval_every!r} must be a positive int or None")
+        if self.eval_every is not None:
+            check_int(self.eval_every, "eval_every", low=1)
 
 
 class Schedule:

@@ -13,18 +13,10 @@ import math
 import torch
 from torch import nn
 
+from prune_gym.checks import check_fraction
 from prune_gym.pruning.layers import ChannelStructure, prunable_layers
 from prune_gym.pruning.masks import MaskSet, check_structure, effective_weight
 from prune_gym.pruning.scores import compute_scores
-
-
-def check_fraction(value: float, what: str) -> float:
-    """Validate a finite number in [0, 1] (a ratio or a sparsity), returning it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what}={value!r} is not a finite number in [0, 1]")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{what}={value!r} is outside [0, 1]")
-    return float(value)
 
 
 class MaskBuilder:
@@ -113,6 +105,7 @@ class MaskBuilder:
             scores.append(score)
         all_scores = torch.cat(scores)
         order = torch.argsort(all_scores, stable=True)
+        self._removable_units = int((all_scores < math.inf).sum())
         self._global_rank = _ranks_of(all_scores, order)
         self._cumulative_size = torch.cumsum(torch.cat(sizes)[order], dim=0)
         self._total_weights = int(self._cumulative_size[-1])
@@ -151,13 +144,15 @@ class MaskBuilder:
         """Remove the lowest-ranked units across all layers until ``sparsity`` is reached.
 
         Unstructured: exactly ``round(sparsity * N)`` weights. Channel: the fewest whole
-        channels (ranked by mean score per weight) that remove at least that many weights.
+        channels (ranked by mean score per weight) that remove at least that many weights,
+        never a channel of an output layer (so ``sparsity=1`` keeps exactly those).
         """
         sparsity = check_fraction(sparsity, "sparsity")
         target = round(sparsity * self._total_weights)
         removed_units = 0
         if target > 0:
             removed_units = int(torch.searchsorted(self._cumulative_size, target)) + 1
+            removed_units = min(removed_units, self._removable_units)
         keep_all = self._global_rank >= removed_units
         return self._mask_set(
             dict(zip(self.layer_names, keep_all.split(self._splits), strict=True))

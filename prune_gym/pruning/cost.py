@@ -1,26 +1,57 @@
 """What a (pruned) network costs: parameters, MACs (dense, nonzero, structural), latency.
 
 Units (DESIGN §3): MACs are multiply-accumulates of one forward pass of one sample, over
-the prunable Linear/Conv2d layers (bias, BatchNorm and activations are not counted, as in
-``torch.utils.flop_counter``). ``params_*`` count prunable weights. ``*_nonzero`` scales
-each layer by its weight density; ``*_structural`` counts what is left once channels that
-every coupled producer zeroes are physically removed (see ``export_channel_pruned``).
+the prunable Linear/Conv1d/Conv2d layers (bias, normalisation and activations are not
+counted, as in ``torch.utils.flop_counter``). ``params_*`` count prunable weights.
+``*_nonzero`` scales each layer by its weight density; ``*_structural`` counts what is left
+once channels that every coupled producer zeroes are physically removed (see
+``export_channel_pruned``). A model with any other parameterised module (an LSTM, an
+embedding, a bare ``nn.Parameter``) is refused unless its parameters are named in
+``uncounted``, so costs never silently cover a fraction of the network.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from prune_gym.pruning.layers import ChannelStructure, layer_kind, prunable_layers
+from prune_gym.checks import check_number, did_you_mean
+from prune_gym.pruning.layers import (
+    CONV_TYPES,
+    PRUNABLE_TYPES,
+    ChannelStructure,
+    layer_kind,
+    prunable_layers,
+)
 from prune_gym.pruning.masks import MaskSet
 
 RESOURCES = ("params", "flops", "latency")
+#: parameters of a prunable layer (``_orig`` once masked): its weight is costed, its bias not.
+LAYER_PARAMETERS = ("weight", "bias", "weight_orig", "bias_orig")
+#: modules whose parameters are per-channel affine terms, left out of costs by design.
+NORMALIZATION_TYPES = tuple(
+    getattr(nn, name)
+    for name in (
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "SyncBatchNorm",
+        "InstanceNorm1d",
+        "InstanceNorm2d",
+        "InstanceNorm3d",
+        "LayerNorm",
+        "GroupNorm",
+        "RMSNorm",
+    )
+    if hasattr(nn, name)
+)
 #: used fractions within this of a limit meet it (round-off of fractions, far below 1 weight).
 TOLERANCE = 1e-12
 
@@ -35,8 +66,8 @@ class LayerCost:
     macs: int
     in_channels: int
     out_channels: int
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
     output_size: tuple[int, ...]
 
 
@@ -44,10 +75,15 @@ class CostModel:
     """Per-layer dense costs of one architecture, measured once with one forward pass.
 
     ``evaluate(masks)`` then costs any ``MaskSet`` with tensor arithmetic only, so an
-    environment can price every step without running the model.
+    environment can price every step without running the model. ``uncounted`` names the
+    parameters outside prunable layers that the costs may leave out (see
+    ``check_costed``); any other such parameter is a ``ValueError``.
     """
 
-    def __init__(self, model: nn.Module, example_input: torch.Tensor) -> None:
+    def __init__(
+        self, model: nn.Module, example_input: torch.Tensor, *, uncounted: Sequence[str] = ()
+    ) -> None:
+        check_costed(model, uncounted)
         layers = prunable_layers(model, example_input)
         self.layers = _measure_layers(model, layers, example_input)
         self.channel_structure = ChannelStructure.build(model, example_input)
@@ -179,13 +215,13 @@ def _measure_layers(
             )
         shape = output_shapes[name]
         params = module.weight.numel()
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, CONV_TYPES):
             positions = math.prod(shape[2:])
             kernel, stride = tuple(module.kernel_size), tuple(module.stride)
             in_channels = module.in_channels
         else:
             positions = math.prod(shape[:-1]) // batch  # tokens per sample, 1 for plain MLPs
-            kernel, stride = (1, 1), (1, 1)
+            kernel, stride = (1,), (1,)
             in_channels = module.in_features
         costs.append(
             LayerCost(
@@ -204,17 +240,69 @@ def _measure_layers(
 
 
 def count_costs(
-    model: nn.Module, example_input: torch.Tensor, masks: MaskSet | None = None
+    model: nn.Module,
+    example_input: torch.Tensor,
+    masks: MaskSet | None = None,
+    *,
+    uncounted: Sequence[str] = (),
 ) -> dict:
     """Params and MACs of ``model`` (dense, nonzero under ``masks``, structural) + per-layer rows.
 
     Keys: ``params_dense``, ``params_nonzero``, ``params_structural``, ``macs_dense``,
     ``macs_nonzero``, ``macs_structural`` and ``layers`` (one dict per prunable layer).
     Masks default to those the model carries (``weight_mask`` buffers), if any.
+    ``uncounted``: see ``check_costed``.
     """
     if masks is None:
         masks = MaskSet.from_model(model)
-    return CostModel(model, example_input).evaluate(masks)
+    return CostModel(model, example_input, uncounted=uncounted).evaluate(masks)
+
+
+def check_costed(model: nn.Module, uncounted: Sequence[str] = ()) -> None:
+    """Raise ``ValueError`` naming every parameter the costs would leave out unasked.
+
+    Costs cover the weights of prunable layers; their biases and normalisation layers are
+    left out by design. Any other parameter (an LSTM, an embedding, a bare
+    ``nn.Parameter``) must match one of the ``uncounted`` shell-style patterns, tried on
+    its owning module's name and on its own dotted name (``"lstm"``, ``"*.pos_embedding"``).
+    A pattern that matches no such parameter is an error too (a typo would hide nothing).
+    """
+    if isinstance(uncounted, str):
+        raise TypeError(f"uncounted must be a list of names or patterns, not {uncounted!r}")
+    left_out: dict[str, tuple[str, int]] = {}  # module name -> (type, parameter count)
+    matched: set[str] = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, NORMALIZATION_TYPES):
+            continue
+        for param_name, param in module.named_parameters(recurse=False):
+            if isinstance(module, PRUNABLE_TYPES) and param_name in LAYER_PARAMETERS:
+                continue
+            path = f"{module_name}.{param_name}" if module_name else param_name
+            hits = [p for p in uncounted if fnmatch.fnmatchcase(module_name, p)]
+            hits += [p for p in uncounted if fnmatch.fnmatchcase(path, p)]
+            if hits:
+                matched.update(hits)
+                continue
+            kind, count = left_out.get(module_name or path, (type(module).__name__, 0))
+            left_out[module_name or path] = (kind, count + param.numel())
+    unused = [pattern for pattern in uncounted if pattern not in matched]
+    if unused:
+        raise ValueError(
+            f"uncounted={list(uncounted)!r}: {unused} match no parameter outside the prunable "
+            f"layers of {type(model).__name__}"
+        )
+    if left_out:
+        listed = ", ".join(
+            f"{name!r} ({kind}, {count:,} parameter{'s' * (count != 1)})"
+            for name, (kind, count) in left_out.items()
+        )
+        raise ValueError(
+            f"{type(model).__name__} has parameters that params/MACs would leave out: {listed}. "
+            "prune-gym prunes and counts nn.Linear, nn.Conv1d and nn.Conv2d weights (biases "
+            "and normalisation layers are not counted). To leave these out of the costs "
+            f"knowingly, pass uncounted={list(left_out)!r} (for a task: Task(..., "
+            "uncounted=...))."
+        )
 
 
 def measure_latency(
@@ -251,23 +339,28 @@ class Budget:
     limits: dict[str, float]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.limits, dict) or not self.limits:
-            raise ValueError(
-                f"budget={self.limits!r} must be a non-empty dict resource -> fraction, "
-                f"with resources from {RESOURCES}"
+        limits = self.limits.limits if isinstance(self.limits, Budget) else self.limits
+        if not isinstance(limits, Mapping):
+            hint = (
+                " (Budget.parse reads the CLI form 'flops=0.5')" if isinstance(limits, str) else ""
             )
-        for resource, limit in self.limits.items():
+            raise TypeError(
+                f"budget={limits!r} must be a dict resource -> fraction such as "
+                f"{{'flops': 0.5}}, with resources from {RESOURCES}{hint}"
+            )
+        if not limits:
+            raise ValueError(f"budget={limits!r} is empty; give at least one of {RESOURCES}")
+        for resource in limits:
             if resource not in RESOURCES:
-                raise ValueError(f"unknown budget resource {resource!r}; expected {RESOURCES}")
-            if (
-                isinstance(limit, bool)
-                or not isinstance(limit, (int, float))
-                or not math.isfinite(limit)
-                or not 0.0 < limit <= 1.0
-            ):
                 raise ValueError(
-                    f"budget {resource}={limit!r} must be a fraction of the dense value in (0, 1]"
+                    f"unknown budget resource {resource!r}; expected one of {RESOURCES}"
+                    + did_you_mean(resource, RESOURCES)
                 )
+        checked = {
+            resource: check_number(limit, f"budget {resource}", 0.0, 1.0, low_open=True)
+            for resource, limit in limits.items()
+        }
+        object.__setattr__(self, "limits", checked)  # plain floats, a copy of the caller's
 
     @classmethod
     def parse(cls, text: str) -> Budget:

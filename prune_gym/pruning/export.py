@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prune_gym.pruning.layers import ChannelStructure
+from prune_gym.pruning.layers import CONV_TYPES, ChannelStructure
 from prune_gym.pruning.masks import MaskSet, clone_model
 
 
@@ -38,7 +38,7 @@ def export_channel_pruned(
         module = modules[root]
         prune_out = (
             tp.prune_conv_out_channels
-            if isinstance(module, nn.Conv2d)
+            if isinstance(module, CONV_TYPES)
             else tp.prune_linear_out_channels
         )
         graph.get_pruning_group(module, prune_out, idxs).prune()

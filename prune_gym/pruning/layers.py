@@ -1,6 +1,7 @@
 """Discover the prunable layers of any ``nn.Module`` and the channel groups that couple them.
 
-A prunable layer is an ``nn.Linear`` or ``nn.Conv2d`` (grouped and depthwise included).
+A prunable layer is an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (grouped and depthwise
+convolutions included).
 Channel groups come from Torch-Pruning's dependency graph: layers whose output channels
 must be removed together (residual adds, concatenations) share a group.
 """
@@ -12,13 +13,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+PRUNABLE_TYPES = (nn.Linear, *CONV_TYPES)
 
 
 def prunable_layers(
     model: nn.Module, example_input: torch.Tensor | None = None
 ) -> list[tuple[str, nn.Module]]:
-    """Every Linear/Conv2d of ``model`` as ``(name, module)``, in forward order.
+    """Every Linear/Conv1d/Conv2d of ``model`` as ``(name, module)``, in forward order.
 
     Without ``example_input`` the order is the registration order, which is the forward
     order for sequential models and torchvision's; with it, one forward pass records the
@@ -29,7 +31,7 @@ def prunable_layers(
     if not layers:
         raise ValueError(
             f"model {type(model).__name__} has no prunable layer: prune-gym prunes "
-            "nn.Linear and nn.Conv2d weights, and found none"
+            "nn.Linear, nn.Conv1d and nn.Conv2d weights, and found none"
         )
     if example_input is None:
         return layers
@@ -51,17 +53,19 @@ def layer_kind(module: nn.Module) -> str:
     """``"linear"``, ``"conv"``, ``"depthwise"`` or ``"grouped"`` for a prunable layer."""
     if isinstance(module, nn.Linear):
         return "linear"
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, CONV_TYPES):
         if module.groups == 1:
             return "conv"
         if module.groups == module.in_channels:
             return "depthwise"
         return "grouped"
-    raise TypeError(f"{type(module).__name__} is not prunable; expected nn.Linear or nn.Conv2d")
+    raise TypeError(
+        f"{type(module).__name__} is not prunable; expected nn.Linear, nn.Conv1d or nn.Conv2d"
+    )
 
 
 def output_channels(module: nn.Module) -> int:
-    """Number of output channels (Conv2d) or output features (Linear)."""
+    """Number of output channels (convolution) or output features (Linear)."""
     return module.weight.shape[0]
 
 
@@ -158,8 +162,8 @@ class ChannelStructure:
 
 
 def _input_width(module: nn.Module) -> int:
-    """Input channels of a Conv2d, input features of a Linear."""
-    return module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
+    """Input channels of a convolution, input features of a Linear."""
+    return module.in_channels if isinstance(module, CONV_TYPES) else module.in_features
 
 
 def _output_layers(

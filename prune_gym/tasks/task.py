@@ -11,9 +11,8 @@ import hashlib
 import json
 import os
 import re
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from prune_gym.checks import check_int, check_number, is_integer
+from prune_gym.pruning.cost import CostModel
 from prune_gym.pruning.masks import MaskSet
 from prune_gym.tasks import cache, data
 from prune_gym.tasks.data import Split
 from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, run_steps, train_dense
 
 SPLIT_NAMES = ("train", "val", "test")
-#: Splits shared by tasks with the same ``(data_key, val_fraction, seed)``: the most
-#: recently used few. Tasks keep their own splits, so eviction only stops the sharing.
-_SPLIT_CACHE: OrderedDict[Hashable, dict[str, Split]] = OrderedDict()
+#: Splits (and the data's fingerprint) shared by tasks with the same ``(data_key,
+#: val_fraction, seed)``: the most recently used few. Tasks keep their own splits, so
+#: eviction only stops the sharing.
+_SPLIT_CACHE: OrderedDict[Hashable, tuple[dict[str, Split], str]] = OrderedDict()
 _SPLIT_CACHE_SIZE = 4
-#: Data fingerprints by training split, so tasks sharing the splits hash them once.
-_FINGERPRINTS: weakref.WeakKeyDictionary[Split, str] = weakref.WeakKeyDictionary()
 
 
 def cache_dir() -> Path:
@@ -47,7 +47,10 @@ class Task:
     ``load_data()`` returns the ``(train, test)`` splits; validation is carved out of
     train (``val_fraction``, stratified, seeded). ``data_key`` (hashable) names the data so
     tasks over the same data share the tensors in memory; ``data_options`` are the
-    settings that change the data and so key the pretrained-weights cache.
+    settings that change the data and so key the pretrained-weights cache. ``uncounted``
+    names parameters outside the prunable layers (an LSTM, an embedding) that costs may
+    knowingly leave out (``prune_gym.pruning.cost.check_costed``); without it such a
+    model is refused by every env, so that its costs are never silently partial.
     """
 
     def __init__(
@@ -63,29 +66,31 @@ class Task:
         seed: int = 0,
         data_key: Hashable | None = None,
         data_options: Mapping[str, Any] | None = None,
+        uncounted: Sequence[str] = (),
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"task name={name!r} must be a non-empty string")
         if not isinstance(recipe, TrainRecipe):
             raise TypeError(f"recipe must be a TrainRecipe, got {type(recipe).__name__}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction={val_fraction!r} must be in (0, 1)")
-        if num_classes < 2 or not input_shape or any(int(d) < 1 for d in input_shape):
-            raise ValueError(
-                f"num_classes={num_classes!r} must be >= 2 and input_shape={input_shape!r} "
-                "a non-empty tuple of positive sizes"
-            )
+        if not input_shape or any(not is_integer(d) or d < 1 for d in input_shape):
+            raise ValueError(f"input_shape={input_shape!r} must be a tuple of positive sizes")
+        if isinstance(uncounted, str):
+            raise TypeError(f"uncounted must be a list of names or patterns, not {uncounted!r}")
         self.name = name
         self._build_model = build_model
         self._load_data = load_data
         self.recipe = recipe
         self.input_shape = tuple(int(d) for d in input_shape)
-        self.num_classes = int(num_classes)
-        self.val_fraction = float(val_fraction)
-        self.seed = int(seed)
+        self.num_classes = check_int(num_classes, "num_classes", low=2)
+        self.val_fraction = check_number(
+            val_fraction, "val_fraction", 0, 1, low_open=True, high_open=True
+        )
+        self.seed = check_int(seed, "seed")
         self.data_key = data_key
         self.data_options = dict(data_options or {})
+        self.uncounted = tuple(uncounted)
         self._splits: dict[str, Split] | None = None
+        self._data_fingerprint: str | None = None
         self._pretrained_state: dict[str, torch.Tensor] | None = None
 
     def __repr__(self) -> str:
@@ -115,13 +120,23 @@ class Task:
         """A zero batch of ``input_shape``, for tracing and cost counting."""
         return torch.zeros(batch_size, *self.input_shape)
 
+    def cost_model(
+        self, model: nn.Module | None = None, example_input: torch.Tensor | None = None
+    ) -> CostModel:
+        """The costs of ``model`` (default a fresh one) with this task's ``uncounted``."""
+        return CostModel(
+            self.build_model() if model is None else model,
+            self.example_input() if example_input is None else example_input,
+            uncounted=self.uncounted,
+        )
+
     # data -------------------------------------------------------------------------------
     @property
     def splits(self) -> dict[str, Split]:
         """``train`` / ``val`` / ``test`` splits, loaded on first use and kept in memory."""
         if self._splits is None:
             if self.data_key is None:
-                self._splits = self._load_splits()
+                self._splits, self._data_fingerprint = self._load_splits()
             else:
                 key = (self.data_key, self.val_fraction, self.seed)
                 if key in _SPLIT_CACHE:
@@ -130,11 +145,11 @@ class Task:
                     _SPLIT_CACHE[key] = self._load_splits()
                     while len(_SPLIT_CACHE) > _SPLIT_CACHE_SIZE:
                         _SPLIT_CACHE.popitem(last=False)
-                self._splits = _SPLIT_CACHE[key]
+                self._splits, self._data_fingerprint = _SPLIT_CACHE[key]
         return dict(self._splits)
 
-    def _load_splits(self) -> dict[str, Split]:
-        """Load ``(train, test)`` and carve the validation split out of train."""
+    def _load_splits(self) -> tuple[dict[str, Split], str]:
+        """Load ``(train, test)``, fingerprint them, and carve validation out of train."""
         loaded = self._load_data()
         if not (isinstance(loaded, tuple) and len(loaded) == 2):
             raise TypeError(f"task {self.name!r}: load_data must return a (train, test) tuple")
@@ -155,7 +170,7 @@ class Task:
                 "at least 2 classes"
             )
         rest, val = data.split_validation(train, self.val_fraction, self.seed)
-        return {"train": rest, "val": val, "test": test}
+        return {"train": rest, "val": val, "test": test}, _fingerprint(train, test)
 
     def calibration_batch(
         self, n: int, seed: int = 0, class_balanced: bool = False
@@ -236,37 +251,34 @@ class Task:
 
     # pretrained weights ----------------------------------------------------------------
     def data_fingerprint(self) -> str:
-        """sha256 of the splits (dtype, shape and bytes of every tensor), for the cache key.
+        """sha256 of the loaded ``(train, test)`` data (dtype, shape and bytes of each tensor).
 
         Keys the weights by the data itself, so a task re-registered with other data
-        (user tasks usually have no ``data_options``) never gets stale weights.
+        (user tasks usually have no ``data_options``) never gets stale weights. Taken
+        before validation is carved out, so every seed of a task shares it.
         """
-        train = self.splits["train"]
-        if train not in _FINGERPRINTS:
-            digest = hashlib.sha256()
-            for name in SPLIT_NAMES:
-                for tensor in self.splits[name]:
-                    tensor = tensor.detach().cpu().contiguous()
-                    digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-                    digest.update(tensor.numpy())
-            _FINGERPRINTS[train] = digest.hexdigest()
-        return _FINGERPRINTS[train]
+        self.splits  # noqa: B018  (loads the data and its fingerprint once)
+        return self._data_fingerprint
 
-    def cache_key(self) -> str:
-        """sha256 of everything that determines the dense weights (recipe, seed, model, data).
+    def definition_key(self) -> str:
+        """sha256 of what defines the task apart from its seed: name, recipe, model, data.
 
         Loads the data on first use: the key includes ``data_fingerprint()``.
         """
         description = {
             "task": self.name,
             "recipe": dataclasses.asdict(self.recipe),
-            "seed": self.seed,
             "val_fraction": self.val_fraction,
             "model": repr(self.build_model()),
             "data": self.data_options,
             "data_fingerprint": self.data_fingerprint(),
         }
         text = json.dumps(description, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def cache_key(self) -> str:
+        """sha256 of everything that determines the dense weights: the definition and seed."""
+        text = f"{self.definition_key()}:seed={self.seed}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def cache_path(self, key: str | None = None) -> Path:
@@ -299,6 +311,17 @@ class Task:
 
         key = self.cache_key()
         return cache.load_or_train(self.cache_path(key), key, self.name, model, train)
+
+
+def _fingerprint(*splits: Split) -> str:
+    """sha256 over the dtype, shape and bytes of every tensor of ``splits``, in order."""
+    digest = hashlib.sha256()
+    for index, split in enumerate(splits):
+        for tensor in split:
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{index}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.numpy())
+    return digest.hexdigest()
 
 
 def _enforce(masks: MaskSet, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from prune_gym.envs import ENV_IDS
 from prune_gym.pruning import available_metrics
 from prune_gym.tasks import list_tasks
+
+#: exit code after Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def _list(_args: argparse.Namespace) -> int:
@@ -27,7 +31,15 @@ def _list(_args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     """Run a benchmark into ``--out``; exit code 1 if any run failed."""
-    from prune_gym.bench import BenchSpec, load_suite, parse_budgets, run_benchmark, write_report
+    from prune_gym.bench import (
+        BenchSpec,
+        RecordStore,
+        latest_records,
+        load_suite,
+        parse_budgets,
+        run_benchmark,
+        write_report,
+    )
 
     given = {
         "tasks": tuple(args.task) if args.task else None,
@@ -54,7 +66,19 @@ def _bench(args: argparse.Namespace) -> int:
             raise SystemExit(f"prune-gym bench: give --suite, or {' and '.join(missing)}")
         spec = BenchSpec(**given)
     out = Path(args.out)
-    records = run_benchmark(spec, out)
+    try:
+        records = run_benchmark(spec, out)
+    except KeyboardInterrupt:
+        records = latest_records(RecordStore(out).read())
+        if records:
+            write_report(records, out)
+        print(
+            f"\nprune-gym bench: interrupted. {len(records)} finished runs are kept in "
+            f"{out / 'records.jsonl'}; the run in progress was dropped. Run the same command "
+            "again to resume.",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     print(write_report(records, out))
     failed = sum(record.get("status") == "failed" for record in records)
     print(f"{len(records)} runs, {failed} failed; results in {out}")
@@ -163,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
         parser.exit(2, f"prune-gym {args.verb}: error: {error}\n")
+    except KeyboardInterrupt:
+        print(f"\nprune-gym {args.verb}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Benchmarks that put learned policies next to the classical methods on the same budget."""
 
-from prune_gym.bench.report import write_report
-from prune_gym.bench.runner import COLUMNS, plan, run_benchmark
+from prune_gym.bench.report import COLUMNS, write_report
+from prune_gym.bench.runner import plan, run_benchmark
 from prune_gym.bench.spec import BenchSpec, load_suite, parse_budgets
+from prune_gym.bench.store import RecordStore, latest_records
 
 __all__ = [
     "COLUMNS",
     "BenchSpec",
+    "RecordStore",
+    "latest_records",
     "load_suite",
     "parse_budgets",
     "plan",

@@ -1,13 +1,93 @@
-"""Benchmark reports: ``summary.md`` (mean ± std per method and budget) and PNG plots."""
+"""Benchmark reports, rebuilt from the records: tables, ``summary.md`` and PNG plots.
+
+Records of the same method that differ in a setting (fine-tuning steps, env, a method
+option, the package version, ...) are never merged: each variant is its own row, labelled
+by the settings that tell it apart, e.g. ``uniform [finetune_steps=50]``.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from prune_gym.bench.store import write_atomically
+
+#: the DESIGN §8 columns first, then what identifies and explains a run.
+COLUMNS = (
+    "task",
+    "method",
+    "budget",
+    "seed",
+    "val_accuracy",
+    "test_accuracy",
+    "dense_accuracy",
+    "sparsity",
+    "params_ratio",
+    "macs_ratio",
+    "speedup",
+    "feasible",
+    "wall_time",
+    "kind",
+    "env",
+    "structure",
+    "finetune_steps",
+    "max_ratio",
+    "mask_overlap",
+    "status",
+    "error",
+    "run_key",
+)
 SUMMARY_FIELDS = ("test_accuracy", "val_accuracy", "params_ratio", "macs_ratio")
+#: settings holding a digest, shortened to this many characters in labels.
+DIGEST_CHARS = 8
+
+
+def variant_labels(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Run key -> method name, suffixed with the settings that differ within its method.
+
+    Within each (task, budget, method), settings with more than one value across the
+    records are named in the label; a method run under one setting keeps its bare name.
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[record["task"], record["budget"], record["method"]].append(record)
+    labels = {}
+    for (_, _, method), group in groups.items():
+        names = sorted(set().union(*(r.get("settings", {}) for r in group)))
+        differing = [
+            name
+            for name in names
+            if len({_setting_text(r.get("settings", {}).get(name)) for r in group}) > 1
+        ]
+        for record in group:
+            settings = record.get("settings", {})
+            suffix = ", ".join(f"{n}={_setting_text(settings.get(n))}" for n in differing)
+            labels[record["run_key"]] = f"{method} [{suffix}]" if suffix else method
+    return labels
+
+
+def _setting_text(value: Any) -> str:
+    """A short, stable text for a setting's value (digests cut to ``DIGEST_CHARS``)."""
+    if isinstance(value, str) and len(value) >= 20 and all(c in "0123456789abcdef" for c in value):
+        return value[:DIGEST_CHARS]
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def write_tables(records: list[dict[str, Any]], out_dir: Path) -> None:
+    """``results.json`` (whole records) and ``results.csv`` (the columns, ratios as JSON)."""
+    write_atomically(out_dir / "results.json", json.dumps(records, indent=1, default=float))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "ratios"], extrasaction="ignore")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(record | {"ratios": json.dumps(record.get("ratios", {}))})
+    write_atomically(out_dir / "results.csv", text.getvalue())
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -16,11 +96,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Per (task, budget, method): mean/std of the summary fields, feasible rate, run count."""
+    """Per (task, budget, method variant): mean/std of the summary fields, feasibility, runs."""
+    ok = [record for record in records if record.get("status") == "ok"]
+    labels = variant_labels(ok)
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        if record.get("status") == "ok":
-            groups[record["task"], record["budget"], record["method"]].append(record)
+    for record in ok:
+        groups[record["task"], record["budget"], labels[record["run_key"]]].append(record)
     summary = {}
     for key, group in groups.items():
         row: dict[str, Any] = {"runs": len(group), "kind": group[0]["kind"]}
@@ -71,7 +152,7 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
             for r in failed
         ]
     text = "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_atomically(path, text)
     return text
 
 
@@ -103,7 +184,7 @@ def plot_accuracy_vs_compression(records: list[dict[str, Any]], path: Path) -> N
         axes.grid(alpha=0.3)
         axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    figure.savefig(path)
+    save_png(figure, path)
 
 
 def plot_layer_ratios(records: list[dict[str, Any]], path: Path) -> None:
@@ -111,20 +192,25 @@ def plot_layer_ratios(records: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    ok = [record for record in records if record.get("status") == "ok" and record.get("ratios")]
+    labels = variant_labels(ok)
     groups: dict[tuple[str, str], dict[str, list[dict[str, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for record in records:
-        if record.get("status") == "ok" and record.get("ratios"):
-            groups[record["task"], record["budget"]][record["method"]].append(record["ratios"])
+    for record in ok:
+        groups[record["task"], record["budget"]][labels[record["run_key"]]].append(record["ratios"])
     figure = Figure(figsize=(9.0, 3.2 * max(len(groups), 1)), dpi=100)
     FigureCanvasAgg(figure)
     for index, ((task, budget), methods) in enumerate(groups.items(), start=1):
         axes = figure.add_subplot(max(len(groups), 1), 1, index)
-        layers = list(next(iter(methods.values()))[0])
+        # a variant that does not control a layer (channel runs: the output layer) has no bar
+        layers = list(dict.fromkeys(name for runs in methods.values() for r in runs for name in r))
         width = 0.8 / len(methods)
         for offset, (method, runs) in enumerate(methods.items()):
-            means = [statistics.fmean(r[layer] for r in runs) for layer in layers]
+            means = [
+                statistics.fmean(r[layer] for r in runs) if layer in runs[0] else math.nan
+                for layer in layers
+            ]
             positions = [i + offset * width for i in range(len(layers))]
             axes.bar(positions, means, width=width, label=method)
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers, fontsize=7)
@@ -133,11 +219,23 @@ def plot_layer_ratios(records: list[dict[str, Any]], path: Path) -> None:
         axes.set_title(f"{task}, {budget}", fontsize=9)
         axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    figure.savefig(path)
+    save_png(figure, path)
+
+
+def save_png(figure: Any, path: Path) -> None:
+    """Save a matplotlib figure as PNG through a temporary file, so no half image remains."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, format="png")
+    temporary.replace(path)
 
 
 def write_report(records: list[dict[str, Any]], out_dir: Path) -> str:
-    """``summary.md``, ``accuracy_vs_compression.png`` and ``layer_ratios.png`` in ``out_dir``."""
+    """Rebuild every report in ``out_dir`` from ``records``: tables, summary and plots.
+
+    ``results.json`` / ``results.csv``, ``summary.md``, ``accuracy_vs_compression.png``
+    and ``layer_ratios.png``; returns the summary's text.
+    """
+    write_tables(records, out_dir)
     text = write_summary(records, out_dir / "summary.md")
     if any(r.get("status") == "ok" for r in records):
         plot_accuracy_vs_compression(records, out_dir / "accuracy_vs_compression.png")

@@ -1,74 +1,100 @@
-"""Run a benchmark: every (task, budget, method, seed), resumable, failures recorded.
+"""Run a benchmark: every (task, budget, method, seed) whose result the folder lacks.
 
 One-shot methods act as fixed policies on the benchmark's env and are then fine-tuned
 with the same budget (``finetune_steps``); training-time methods run their own schedule
 to the budget's parameter sparsity; a trained SB3 policy is evaluated like a fixed one.
-Records are written after every run, so an interrupted benchmark resumes where it stopped.
+Each finished run is appended to the folder's ``records.jsonl`` (``RecordStore``) under a
+key that hashes every setting that changes its result, so a re-run reuses exactly the
+runs it would otherwise repeat, whatever grid it asks for, and never deletes one.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from tqdm import tqdm
 
-import prune_gym  # noqa: F401  (registers the env ids)
+import prune_gym
 from prune_gym.baselines import make_policy, supported_policies
 from prune_gym.baselines.methods import available_methods, run_method
 from prune_gym.bench.overlap import aligned_overlap
 from prune_gym.bench.spec import BenchSpec, parse_budget
+from prune_gym.bench.store import RecordStore, latest_records
 from prune_gym.evaluation import evaluate
-from prune_gym.pruning import Budget, CostModel, MaskSet
+from prune_gym.pruning import Budget, MaskSet
 from prune_gym.pruning.allocate import whole_weight_sparsity
 from prune_gym.tasks import Task, make
 
-#: the DESIGN §8 columns first, then what identifies and explains a run.
-COLUMNS = (
-    "task",
-    "method",
-    "budget",
-    "seed",
-    "val_accuracy",
-    "test_accuracy",
-    "dense_accuracy",
-    "sparsity",
-    "params_ratio",
-    "macs_ratio",
-    "speedup",
-    "feasible",
-    "wall_time",
-    "kind",
-    "env",
-    "structure",
-    "finetune_steps",
-    "mask_overlap",
-    "status",
-    "error",
-)
 KINDS = ("one-shot", "training", "learned")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One cell of the benchmark grid."""
+    """One cell of the benchmark grid and the spec settings its result depends on."""
 
     task: str
     budget: str
     method: str
     seed: int
     kind: str
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def identity(self) -> dict[str, Any]:
+        """The grid coordinates, as record fields."""
+        return {
+            "task": self.task,
+            "budget": self.budget,
+            "method": self.method,
+            "seed": self.seed,
+            "kind": self.kind,
+        }
 
     @property
-    def key(self) -> str:
-        """Identity of the run inside one output folder (for resuming)."""
-        return f"{self.task}|{self.budget}|{self.method}|{self.seed}"
+    def policy_path(self) -> str:
+        """The model zip of a learned policy's run."""
+        return self.method.removeprefix("policy:")
+
+    def fields(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record fields naming the run: coordinates, ``settings`` (default the spec's), key."""
+        settings = self.settings if settings is None else settings
+        identity = self.identity()
+        return identity | {"settings": settings, "run_key": run_key(identity, settings)}
+
+
+def run_key(identity: dict[str, Any], settings: dict[str, Any]) -> str:
+    """A hash of a run's grid coordinates and of every setting that changes its result."""
+    text = json.dumps({"run": identity, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def run_settings(spec: BenchSpec, method: str, kind: str) -> dict[str, Any]:
+    """The settings of ``spec`` that a run of ``method`` depends on.
+
+    Training-time methods depend on their options only; policies (fixed and learned) on
+    the env they act on and the shared fine-tuning; a learned policy on its zip's bytes.
+    """
+    if kind == "training":
+        return {"method_options": dict(spec.method_overrides.get(method, {}))}
+    settings: dict[str, Any] = {
+        "env": spec.env,
+        "structure": spec.structure,
+        "finetune_steps": spec.finetune_steps,
+        "max_ratio": spec.max_ratio,
+    }
+    if kind == "learned":
+        path = Path(method.removeprefix("policy:"))
+        if not path.is_file():
+            raise FileNotFoundError(f"policy zip {path} not found")
+        settings["policy_algorithm"] = spec.policy_algorithm
+        settings["policy_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return settings
 
 
 def plan(spec: BenchSpec) -> list[Run]:
@@ -92,48 +118,68 @@ def plan(spec: BenchSpec) -> list[Run]:
                 f"training-time: {training}; or 'all'"
             )
     methods += [(f"policy:{path}", "learned") for path in spec.policies]
+    unique = list(dict.fromkeys(methods))
+    settings = {(method, kind): run_settings(spec, method, kind) for method, kind in unique}
     return [
-        Run(task, budget, method, seed, kind)
+        Run(task, budget, method, seed, kind, settings[method, kind])
         for task in spec.tasks
         for budget in spec.budgets
-        for method, kind in dict.fromkeys(methods)
+        for method, kind in unique
         for seed in range(spec.seeds)
     ]
 
 
 class BenchmarkRunner:
-    """Executes runs, caching dense accuracies per (task, seed)."""
+    """Identifies and executes runs, caching tasks and dense accuracies per (task, seed)."""
 
     def __init__(self, spec: BenchSpec) -> None:
         self.spec = spec
-        self._tasks: dict[tuple[str, int], tuple[Task, float]] = {}
+        self._tasks: dict[tuple[str, int], Task] = {}
+        self._definitions: dict[tuple[str, int], str] = {}
+        self._dense: dict[tuple[str, int], float] = {}
 
-    def task(self, name: str, seed: int) -> tuple[Task, float]:
-        """The task at ``seed`` and its dense model's test accuracy."""
+    def task(self, name: str, seed: int) -> Task:
+        """The task ``name`` at ``seed``, built once."""
         if (name, seed) not in self._tasks:
-            task = make(name, seed=seed)
-            dense = task.evaluate(task.pretrained_model(), "test")["accuracy"]
-            self._tasks[name, seed] = (task, dense)
+            self._tasks[name, seed] = make(name, seed=seed)
         return self._tasks[name, seed]
 
+    def dense_accuracy(self, name: str, seed: int) -> float:
+        """Test accuracy of the task's dense pretrained model."""
+        if (name, seed) not in self._dense:
+            task = self.task(name, seed)
+            self._dense[name, seed] = task.evaluate(task.pretrained_model(), "test")["accuracy"]
+        return self._dense[name, seed]
+
+    def identify(self, run: Run) -> dict[str, Any]:
+        """The record fields naming ``run``: coordinates, full settings and ``run_key``.
+
+        The settings add the task's definition (its recipe, model and data fingerprint)
+        and the package version to the spec's, since both change every number.
+        """
+        coordinates = (run.task, run.seed)
+        if coordinates not in self._definitions:
+            self._definitions[coordinates] = self.task(*coordinates).definition_key()
+        return run.fields(
+            run.settings
+            | {"task_definition": self._definitions[coordinates], "version": prune_gym.__version__}
+        )
+
     def execute(self, run: Run) -> dict[str, Any]:
-        """The record of one run (raises if the run fails)."""
+        """The result fields of one run (raises if the run fails)."""
         start = time.perf_counter()
-        task, dense_accuracy = self.task(run.task, run.seed)
+        task = self.task(run.task, run.seed)
+        dense_accuracy = self.dense_accuracy(run.task, run.seed)
         budget = parse_budget(run.budget)
         if run.kind == "training":
             record, masks = self._training(run, task, budget)
         else:
             record, masks = self._episode(run, task, budget)
         record |= {
-            "task": run.task,
-            "method": run.method,
-            "budget": run.budget,
-            "seed": run.seed,
-            "kind": run.kind,
             "env": self.spec.env if run.kind != "training" else "",
-            "structure": self.spec.structure,
+            "structure": masks.structure,
             "finetune_steps": self.spec.finetune_steps if run.kind != "training" else 0,
+            "max_ratio": self.spec.max_ratio if run.kind != "training" else None,
             "dense_accuracy": dense_accuracy,
             "speedup": 1.0 / record["macs_ratio"] if record["macs_ratio"] > 0 else float("inf"),
             "mask_overlap": mask_overlap(task, masks),
@@ -153,7 +199,7 @@ class BenchmarkRunner:
             max_ratio=self.spec.max_ratio,
         )
         if run.kind == "learned":
-            policy = load_policy(run.method.removeprefix("policy:"), self.spec.policy_algorithm)
+            policy = load_policy(run.policy_path, self.spec.policy_algorithm)
         else:
             policy = make_policy(run.method, env, seed=run.seed)
         (record,) = evaluate(policy, env, 1, seed=run.seed, finetune_steps=self.spec.finetune_steps)
@@ -167,7 +213,7 @@ class BenchmarkRunner:
                 f"budget {run.budget!r} has no params limit"
             )
         overrides = self.spec.method_overrides.get(run.method, {})
-        cost_model = CostModel(task.build_model(), task.example_input())
+        cost_model = task.cost_model()
         sparsity = whole_weight_sparsity(1.0 - budget.limits["params"], cost_model.params_dense)
         result = run_method(run.method, task, sparsity, seed=run.seed, **overrides)
         used = cost_model.used_fractions(result.masks)
@@ -201,58 +247,51 @@ def load_policy(path: str, algorithm: str) -> Any:
     return classes[algorithm].load(path, device="cpu")
 
 
-def read_results(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Finished runs already in ``out_dir/results.json``, by run key."""
-    path = out_dir / "results.json"
-    if not path.exists():
-        return {}
-    records = json.loads(path.read_text())
+def failure(error: BaseException) -> dict[str, Any]:
+    """The result fields of a run that raised ``error`` (call inside its ``except``)."""
     return {
-        Run(r["task"], r["budget"], r["method"], r["seed"], r["kind"]).key: r
-        for r in records
-        if r["status"] == "ok"
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": traceback.format_exc(),
     }
 
 
-def write_results(out_dir: Path, records: list[dict[str, Any]]) -> None:
-    """``results.json`` (everything) and ``results.csv`` (the columns, ratios as JSON)."""
-    (out_dir / "results.json").write_text(json.dumps(records, indent=1, default=float))
-    with (out_dir / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*COLUMNS, "ratios"], extrasaction="ignore")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(record | {"ratios": json.dumps(record.get("ratios", {}))})
+def check_folder(out_dir: Path) -> RecordStore:
+    """The record store of ``out_dir``; refuses a folder whose results it did not write."""
+    store = RecordStore(out_dir)
+    legacy = out_dir / "results.json"
+    if legacy.exists() and not store.path.exists():
+        raise ValueError(
+            f"{legacy} exists but {store.path.name} does not: the folder was written by an "
+            "older prune-gym whose runs cannot be matched to their settings. Nothing was "
+            "changed; use a new --out folder."
+        )
+    return store
 
 
 def run_benchmark(spec: BenchSpec, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Run every run of ``spec`` not already finished in ``out_dir``; return all records.
+    """Run every run of ``spec`` whose key is not finished in ``out_dir``; return all records.
 
-    A failed run is recorded (status ``failed`` with its error) and the rest go on.
+    Returns the latest record of every run in the folder, from this and earlier
+    benchmarks alike. A failed run is recorded (status ``failed`` with its error) and
+    the rest go on; it is tried again by the next benchmark. An interrupt
+    (``KeyboardInterrupt``) stops between two records: every finished run is on disk.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    finished = read_results(out_dir)
+    store = check_folder(out_dir)
+    finished = {r["run_key"] for r in store.read() if r["status"] == "ok"}
     runner = BenchmarkRunner(spec)
-    records: list[dict[str, Any]] = []
     progress = tqdm(plan(spec), desc="benchmark", unit="run")
     for run in progress:
         progress.set_postfix_str(f"{run.task} {run.budget} {run.method} seed {run.seed}")
-        if run.key in finished:
-            records.append(finished[run.key])
-            continue
+        fields = run.fields()  # until the task's definition is known
         try:
-            record = runner.execute(run)
+            fields = runner.identify(run)
+            if fields["run_key"] in finished:
+                continue
+            record = fields | runner.execute(run)
         except Exception as error:  # recorded and reported; the other runs go on
-            record = {
-                "task": run.task,
-                "method": run.method,
-                "budget": run.budget,
-                "seed": run.seed,
-                "kind": run.kind,
-                "status": "failed",
-                "error": f"{type(error).__name__}: {error}",
-                "traceback": traceback.format_exc(),
-            }
-        records.append(record)
-        write_results(out_dir, records)
-    return records
+            record = fields | failure(error)
+        store.append(record)
+    progress.close()
+    return latest_records(store.read())

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from prune_gym.checks import check_fraction, check_int
+from prune_gym.envs import check_env_id
 from prune_gym.pruning import Budget
 
 #: ``--budgets sweep``: parameter budgets at compression 2, 4, 8, 16, 32 and 64.
@@ -54,10 +56,10 @@ class BenchSpec:
     def __post_init__(self) -> None:
         if not self.tasks or not self.budgets or not self.methods:
             raise ValueError(f"a benchmark needs tasks, budgets and methods; got {self}")
-        if self.seeds < 1:
-            raise ValueError(f"seeds={self.seeds!r} must be >= 1")
-        if self.finetune_steps < 0:
-            raise ValueError(f"finetune_steps={self.finetune_steps!r} must be >= 0")
+        check_int(self.seeds, "seeds", low=1)
+        check_int(self.finetune_steps, "finetune_steps", low=0)
+        check_fraction(self.max_ratio, "max_ratio")
+        check_env_id(self.env)
         for budget in self.budgets:
             parse_budget(budget)
 

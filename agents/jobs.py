@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ import prune_gym  # noqa: F401  (registers the env ids)
 from agents.panning_agent import PanningAgent
 from agents.ppo_lagrangian import PPOLagrangian
 from prune_gym.baselines import make_policy, supported_policies
+from prune_gym.checks import check_choice, check_int
+from prune_gym.envs import check_env_id
 from prune_gym.evaluation import evaluate
 from prune_gym.wrappers import BudgetProjection, CostMonitor, LagrangianReward
 
@@ -57,10 +59,9 @@ class RunConfig:
     eval_episodes: int = 5
 
     def __post_init__(self) -> None:
-        if self.agent not in AGENTS:
-            raise ValueError(f"agent {self.agent!r} is not one of {AGENTS}")
-        if self.timesteps < 1:
-            raise ValueError(f"timesteps={self.timesteps!r} must be >= 1")
+        check_choice(self.agent, "agent", AGENTS)
+        check_int(self.timesteps, "timesteps", low=1)
+        check_env_id(self.env)
         if self.agent == "panning":
             self.env = "prune_gym/Panning-v0"
             if set(self.budget) != {"params"}:
@@ -68,6 +69,22 @@ class RunConfig:
                     "the Panning agent prunes to a target sparsity: give one --budget "
                     f"params=<1 - target>, not {self.budget}"
                 )
+
+    @classmethod
+    def from_file(cls, path: Path) -> RunConfig:
+        """The config a ``run.json`` holds; ``ValueError`` naming the file if it is unusable."""
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read {path}: {error}") from error
+        accepted = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(accepted)) if isinstance(raw, dict) else None
+        if unknown is None or unknown:
+            raise ValueError(
+                f"{path} holds {'unknown keys ' + str(unknown) if unknown else repr(raw)}; "
+                f"a run.json is an object with keys from {accepted}"
+            )
+        return cls(**raw)
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the evaluation env (the budget the agent must meet)."""
@@ -290,7 +307,7 @@ def evaluate_saved(model_path: str | Path, episodes: int | None = None) -> str:
     run_file = model_path.with_name("run.json")
     if not run_file.exists():
         raise FileNotFoundError(f"{run_file} not found: eval needs the run.json that train writes")
-    config = RunConfig(**json.loads(run_file.read_text()))
+    config = RunConfig.from_file(run_file)
     if episodes is not None:
         config.eval_episodes = episodes
     return comparison_table(config, compare(config, load_model(config, model_path)))

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from prune_gym.checks import check_number
 from prune_gym.envs.global_ratio import GlobalRatioEnv
 from prune_gym.envs.layer_ratio import LayerRatioEnv
 from prune_gym.envs.metric_mix import MetricMixEnv
@@ -25,8 +26,8 @@ class BudgetProjection(gym.ActionWrapper):
     every later layer prunes at ``max_ratio``. GlobalRatio and MetricMix's joint mode:
     ratios move towards ``max_ratio`` by the smallest common fraction that meets the
     budget (found by bisection on the exact costs). MetricMix's global mode and Panning
-    already prune to the budget, so their actions pass unchanged. A budget that even
-    ``max_ratio`` everywhere cannot meet raises ``ValueError`` here, not mid-training.
+    already prune to the budget, so their actions pass unchanged. Every budget an env
+    accepts is reachable (envs refuse the others when made), so a projection always exists.
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -35,15 +36,6 @@ class BudgetProjection(gym.ActionWrapper):
         if not isinstance(base, (LayerRatioEnv, GlobalRatioEnv, MetricMixEnv, PanningEnv)):
             raise TypeError(f"BudgetProjection wraps prune-gym envs, not {type(base).__name__}")
         self.base = base
-        if isinstance(base, (LayerRatioEnv, GlobalRatioEnv)) or (
-            isinstance(base, MetricMixEnv) and base.mode == "joint"
-        ):
-            tightest = np.full(base.num_layers, base.max_ratio)
-            if not self.meets_budget(tightest):
-                raise ValueError(
-                    f"budget {base.budget.limits} cannot be met even with every layer at "
-                    f"max_ratio={base.max_ratio}; raise max_ratio or loosen the budget"
-                )
 
     def meets_budget(self, ratios: np.ndarray) -> bool:
         """Whether per-layer ``ratios`` meet the budget on the exact cost model.
@@ -148,10 +140,7 @@ class LagrangianReward(gym.Wrapper):
         unknown = set(prices) - set(limits)
         if unknown:
             raise ValueError(f"lam names resources {sorted(unknown)} outside the budget {limits}")
-        for resource, price in prices.items():
-            if not (isinstance(price, (int, float)) and math.isfinite(price) and price >= 0):
-                raise ValueError(f"lam[{resource!r}]={price!r} must be a finite number >= 0")
-        self.lam = prices
+        self.lam = {r: check_number(price, f"lam[{r!r}]", 0.0) for r, price in prices.items()}
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)

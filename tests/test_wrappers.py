@@ -50,11 +50,9 @@ def test_projection_changes_nothing_that_already_fits():
     assert (env.action(loose) > loose).all()
 
 
-def test_projection_rejects_a_budget_no_action_can_meet():
+def test_a_budget_no_projection_can_meet_is_refused_when_the_env_is_made():
     with pytest.raises(ValueError, match="cannot be met"):
-        BudgetProjection(
-            gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"params": 0.001})
-        )
+        gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"params": 0.001})
 
 
 def test_cost_monitor_sums_costs_next_to_monitor_episode_stats():

@@ -1,5 +1,10 @@
 """The pruning environments (DESIGN §5), one module per family."""
 
+import importlib
+
+import gymnasium as gym
+
+from prune_gym.checks import did_you_mean
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.global_ratio import GlobalRatioEnv
 from prune_gym.envs.layer_ratio import LayerRatioEnv
@@ -14,6 +19,28 @@ ENV_IDS = {
     "prune_gym/Panning-v0": "prune_gym.envs.panning:PanningEnv",
 }
 
+
+def check_env_id(env_id: str) -> str:
+    """``env_id`` if ``gymnasium.make`` knows it, else a ``ValueError`` suggesting ids.
+
+    ``"module:namespace/Name-v0"`` imports ``module`` first, as ``gymnasium.make`` does.
+    """
+    if not isinstance(env_id, str):
+        raise TypeError(f"env id must be a string, got {env_id!r}")
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(f"env id {env_id!r}: cannot import {module!r} ({error})") from error
+    if name not in gym.registry:
+        raise ValueError(
+            f"unknown env id {name!r}; prune-gym registers {list(ENV_IDS)}"
+            + did_you_mean(name, gym.registry)
+        )
+    return env_id
+
+
 __all__ = [
     "ENV_IDS",
     "GlobalRatioEnv",
@@ -21,4 +48,5 @@ __all__ = [
     "MetricMixEnv",
     "PanningEnv",
     "PruningEnv",
+    "check_env_id",
 ]

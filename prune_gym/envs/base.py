@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from prune_gym.envs.context import PruningContext, get_context
+from prune_gym.checks import check_fraction, check_int
+from prune_gym.envs.context import PruningContext, get_context, release_context
 from prune_gym.envs.observations import (
     BUDGET_FEATURES,
     STATIC_FEATURES,
@@ -23,7 +24,6 @@ from prune_gym.envs.observations import (
     static_table,
 )
 from prune_gym.pruning import Budget, MaskBuilder, MaskSet
-from prune_gym.pruning.allocate import check_fraction
 from prune_gym.pruning.cost import TOLERANCE
 from prune_gym.pruning.masks import check_structure
 from prune_gym.tasks import Task
@@ -40,7 +40,8 @@ class PruningEnv(gym.Env):
     Keyword arguments: ``task`` (registered name or ``Task``), ``budget`` (resource ->
     fraction of the dense value in (0, 1]), ``structure`` (``"unstructured"`` or
     ``"channel"``), ``metrics`` (score names used in observations or mixes), ``reward``,
-    ``reward_samples`` (fixed validation samples scored for the reward), ``finetune_steps``
+    ``reward_samples`` (fixed validation samples scored for the reward; default the whole
+    validation split up to 1000), ``finetune_steps``
     (before the reward), ``min_ratio``/``max_ratio`` (range the actions map to; default
     max 0.99, or 0.9 with channels), ``rank_by`` (metric ranking weights inside a
     layer) and ``device``.
@@ -56,7 +57,7 @@ class PruningEnv(gym.Env):
         structure: str = "unstructured",
         metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
         reward: str = "accuracy",
-        reward_samples: int = 1000,
+        reward_samples: int | None = None,
         finetune_steps: int = 0,
         min_ratio: float = 0.0,
         max_ratio: float | None = None,
@@ -75,7 +76,7 @@ class PruningEnv(gym.Env):
         self.render_mode = render_mode
         self._settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.structure = check_structure(structure)
-        self.budget = Budget(dict(DEFAULT_BUDGET if budget is None else budget))
+        self.budget = Budget(DEFAULT_BUDGET if budget is None else budget)
         if "latency" in self.budget.limits and structure != "channel":
             raise ValueError(
                 "a latency budget is measured on the exported model, so it needs "
@@ -83,8 +84,7 @@ class PruningEnv(gym.Env):
             )
         if reward not in self.REWARDS:
             raise ValueError(f"reward={reward!r} is not supported here; expected {self.REWARDS}")
-        if not isinstance(finetune_steps, int) or finetune_steps < 0:
-            raise ValueError(f"finetune_steps={finetune_steps!r} must be an int >= 0")
+        finetune_steps = check_int(finetune_steps, "finetune_steps", low=0)
         if isinstance(metrics, str):
             raise TypeError(f"metrics must be a list of metric names, not the string {metrics!r}")
         self.reward_kind = reward
@@ -96,7 +96,7 @@ class PruningEnv(gym.Env):
         if self.min_ratio > self.max_ratio:
             raise ValueError(f"min_ratio={min_ratio} exceeds max_ratio={self.max_ratio}")
         self.metrics = tuple(metrics)
-        self.context: PruningContext = get_context(
+        self.context = get_context(
             task, structure, self.metrics, rank_by, reward_samples, device, weights
         )
         self.layer_names = self.context.layer_names
@@ -105,6 +105,7 @@ class PruningEnv(gym.Env):
         self.last_info: dict[str, Any] = {}
         #: the masks of the last finished episode (for re-evaluation, e.g. on test).
         self.last_masks: MaskSet | None = None
+        self._check_budget_reachable()
 
     # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
     def __getstate__(self) -> dict[str, Any]:
@@ -112,6 +113,50 @@ class PruningEnv(gym.Env):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["settings"])
+
+    # the shared per-task state -----------------------------------------------------------
+    @property
+    def context(self) -> PruningContext:
+        """The per-task state this env shares with others of the same settings."""
+        if self._context is None:
+            raise RuntimeError(f"{type(self).__name__} was closed; make a new env to use it")
+        return self._context
+
+    @context.setter
+    def context(self, context: PruningContext) -> None:
+        self._context = context
+
+    def close(self) -> None:
+        """Release the shared per-task state (freed once no other env uses it)."""
+        if getattr(self, "_context", None) is not None:
+            release_context(self._context)
+            self._context = None
+        super().close()
+
+    # budget reachability -----------------------------------------------------------------
+    def tightest_masks(self) -> MaskSet:
+        """The masks of the most pruning action: every controlled layer at ``max_ratio``."""
+        return self.context.builder().from_ratios(dict.fromkeys(self.layer_names, self.max_ratio))
+
+    def _check_budget_reachable(self) -> None:
+        """Raise ``ValueError`` if no action can meet the params or flops budget.
+
+        A latency budget is measured per episode and cannot be checked here.
+        """
+        used = self.used_fractions(self.tightest_masks())
+        unreachable = {
+            r: used[r]
+            for r, limit in self.budget.limits.items()
+            if r in used and used[r] > limit + TOLERANCE
+        }
+        if unreachable:
+            floor = ", ".join(f"{r} >= {value:.4g}" for r, value in unreachable.items())
+            raise ValueError(
+                f"budget {self.budget.limits} cannot be met by {type(self).__name__}: even its "
+                f"most pruning action (every layer at max_ratio={self.max_ratio:g}, structure="
+                f"{self.structure!r}) keeps {floor} of the dense network. Loosen the budget to "
+                "at least that, or raise max_ratio."
+            )
 
     # observation table ------------------------------------------------------------------
     @property

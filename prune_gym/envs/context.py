@@ -5,10 +5,16 @@ scores and picks the fixed reward samples. Environments over the same task, stru
 and metrics in one process share one context, so a second env (or a vectorised copy)
 costs nothing to create. Masks are applied to the shared model in place right before it
 is evaluated, so sharing is safe for envs stepped one at a time.
+
+Contexts live as long as an env uses them, plus the ``RECENT_CONTEXTS`` most recently
+requested ones (so envs made one after another, as benchmarks do, share too); an env's
+``close()`` releases its context at once.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +23,8 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from prune_gym.checks import check_choice, check_int, did_you_mean
 from prune_gym.pruning import (
-    CostModel,
     MaskBuilder,
     MaskSet,
     available_metrics,
@@ -32,7 +38,11 @@ from prune_gym.tasks import make as make_task
 
 #: calibration samples for data-driven scores (class-balanced when the train split allows).
 CALIBRATION_SAMPLES = 256
+#: reward samples when none are asked for: the validation split, up to this many.
+DEFAULT_REWARD_SAMPLES = 1000
 WEIGHTS = ("pretrained", "init")
+#: contexts kept after their last env is gone, most recently requested first out last.
+RECENT_CONTEXTS = 4
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,16 @@ class PruningContext:
         model = task.pretrained_model() if key.weights == "pretrained" else task.build_model()
         self.model = model.to(self.device).eval()
         self.example_input = task.example_input().to(self.device)
-        self.cost_model = CostModel(self.model, self.example_input)
+        self.cost_model = task.cost_model(self.model, self.example_input)
         structural = self.structure == "channel"
         excluded = self.cost_model.channel_structure.output_layers if structural else ()
         self.layer_names = [n for n in self.cost_model.layer_names if n not in excluded]
+        if not self.layer_names:
+            raise ValueError(
+                f"task {task.name!r}: with structure='channel' the layers producing the model's "
+                f"output ({sorted(excluded)}) keep their channels, and the model has no other "
+                "prunable layer; use structure='unstructured'"
+            )
         self.layers = [layer for layer in self.cost_model.layers if layer.name not in excluded]
         self.calibration = _calibration_batch(task)
         self.scores = {metric: self.compute_scores(metric) for metric in self.metrics}
@@ -77,9 +93,8 @@ class PruningContext:
         self.dense_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         MaskSet.dense(self.model).apply(self.model)
         val = task.splits["val"]
-        count = min(key.reward_samples, len(val))
         order = torch.randperm(len(val), generator=torch.Generator().manual_seed(task.seed))
-        index = order[:count]
+        index = order[: key.reward_samples]
         self.reward_inputs = val.inputs[index].to(self.device)
         self.reward_targets = val.targets[index].to(self.device)
         self._dense_latency: float | None = None
@@ -181,7 +196,10 @@ class PruningContext:
         return measure_latency(exported, self.example_input) / self._dense_latency
 
 
-_CONTEXTS: dict[ContextKey, PruningContext] = {}
+#: every context some env still holds, so that envs with equal settings share it.
+_LIVE: weakref.WeakValueDictionary[ContextKey, PruningContext] = weakref.WeakValueDictionary()
+#: the most recently requested contexts, held even when no env is left.
+_RECENT: OrderedDict[ContextKey, PruningContext] = OrderedDict()
 
 
 def resolve_task(task: str | Task) -> Task:
@@ -198,27 +216,46 @@ def get_context(
     structure: str,
     metrics: tuple[str, ...],
     rank_by: str,
-    reward_samples: int,
+    reward_samples: int | None,
     device: str,
     weights: str = "pretrained",
 ) -> PruningContext:
-    """The shared context for these settings, built on first use."""
+    """The shared context for these settings, built on first use (see the module docstring)."""
     check_structure(structure)
     known = available_metrics()
     for metric in (*metrics, rank_by):
         if metric not in known:
-            raise ValueError(f"unknown metric {metric!r}; available metrics: {known}")
-    if not isinstance(reward_samples, int) or reward_samples < 1:
-        raise ValueError(f"reward_samples={reward_samples!r} must be a positive int")
+            raise ValueError(
+                f"unknown metric {metric!r}; available metrics: {known}"
+                + did_you_mean(metric, known)
+            )
+    check_choice(weights, "weights", WEIGHTS)
     task = resolve_task(task)
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r} is not one of {WEIGHTS}")
+    val_size = len(task.splits["val"])
+    if reward_samples is None:
+        reward_samples = min(DEFAULT_REWARD_SAMPLES, val_size)
+    reward_samples = check_int(reward_samples, "reward_samples", low=1)
+    if reward_samples > val_size:
+        raise ValueError(
+            f"reward_samples={reward_samples} exceeds the {val_size} validation samples of "
+            f"task {task.name!r}; use at most {val_size}"
+        )
     key = ContextKey(
         task.cache_key(), structure, metrics, rank_by, reward_samples, str(device), weights
     )
-    if key not in _CONTEXTS:
-        _CONTEXTS[key] = PruningContext(task, key)
-    return _CONTEXTS[key]
+    context = _LIVE.get(key)
+    if context is None:
+        context = _LIVE[key] = PruningContext(task, key)
+    _RECENT[key] = context
+    _RECENT.move_to_end(key)
+    while len(_RECENT) > RECENT_CONTEXTS:
+        _RECENT.popitem(last=False)
+    return context
+
+
+def release_context(context: PruningContext) -> None:
+    """Stop holding ``context`` for later envs; it is freed once no env uses it."""
+    _RECENT.pop(context.key, None)
 
 
 def _calibration_batch(task: Task) -> tuple[torch.Tensor, torch.Tensor]:

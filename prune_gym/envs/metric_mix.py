@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from prune_gym.checks import check_choice
 from prune_gym.envs.base import PruningEnv
+from prune_gym.pruning import MaskSet
 from prune_gym.pruning.allocate import percentile_ranks
 
 MODES = ("global", "joint")
@@ -58,18 +60,22 @@ class MetricMixEnv(PruningEnv):
     """
 
     def __init__(self, mode: str = "global", **kwargs: Any) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is not supported; expected one of {MODES}")
+        self.mode = check_choice(mode, "mode", MODES)  # read by the base class's budget check
         super().__init__(**kwargs)
         if not self.metrics:
             raise ValueError("MetricMix needs at least one metric to mix; got metrics=()")
         self._settings["mode"] = mode
-        self.mode = mode
         self._percentiles = {m: percentile_ranks(self.context.scores[m]) for m in self.metrics}
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         width = len(self.metrics) + (self.num_layers if mode == "joint" else 0)
         self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)
+
+    def tightest_masks(self) -> MaskSet:
+        """Global mode prunes by one threshold, so everything removable can go."""
+        if self.mode == "global":
+            return self.context.builder().global_threshold(1.0)
+        return super().tightest_masks()
 
     def action_to_weights(self, action: Any) -> np.ndarray:
         """The convex metric weights an action means (its last K entries in joint mode)."""

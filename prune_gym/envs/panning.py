@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
+from prune_gym.checks import check_fraction, check_int, check_number
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
 from prune_gym.pruning import Budget, MaskSet, compute_scores
-from prune_gym.pruning.allocate import check_fraction, percentile_ranks, whole_weight_sparsity
+from prune_gym.pruning.allocate import percentile_ranks, whole_weight_sparsity
 from prune_gym.tasks import Task
 
 PANNING_METRICS = ("synflow", "snip", "grasp")
@@ -73,22 +74,26 @@ class PanningEnv(PruningEnv):
         **kwargs: Any,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "kwargs")}
+        if kwargs.get("structure", "unstructured") != "unstructured":
+            raise ValueError(
+                f"Panning prunes single weights before training; structure="
+                f"{kwargs['structure']!r} is not supported (only 'unstructured')"
+            )
         if budget is not None:
-            if set(budget) != {"params"}:
+            limits = Budget(budget).limits
+            if set(limits) != {"params"}:
                 raise ValueError(
                     f"Panning prunes to a target sparsity: budget={budget!r} may only hold "
                     '"params" (target = 1 - params); use target= or target_range='
                 )
-            target = 1.0 - check_fraction(budget["params"], "budget params")
-        if not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"iterations={iterations!r} must be a positive int")
+            target = 1.0 - limits["params"]
+        iterations = check_int(iterations, "iterations", low=1)
         low, high = (check_fraction(v, "target_range") for v in target_range)
         if not low <= high < 1.0:
             raise ValueError(f"target_range={target_range!r} must satisfy low <= high < 1")
-        if target is not None and not 0.0 <= check_fraction(target, "target") < 1.0:
-            raise ValueError(f"target={target!r} must be in [0, 1)")
-        if not isinstance(train_steps, int) or train_steps < 0:
-            raise ValueError(f"train_steps={train_steps!r} must be an int >= 0")
+        if target is not None:
+            target = check_number(target, "target", 0.0, 1.0, high_open=True)
+        train_steps = check_int(train_steps, "train_steps", low=0)
         initial_target = high if target is None else target
         super().__init__(
             task=task,
@@ -234,6 +239,10 @@ class PanningEnv(PruningEnv):
         at_least = whole_weight_sparsity(sparsity, self._masks.num_weights())
         builder = self.context.mask_builder(mix_percentiles(percentiles, weights), self._masks)
         return builder.global_threshold(at_least)
+
+    def tightest_masks(self) -> MaskSet:
+        """Everything pruned: one global threshold reaches any target sparsity below 1."""
+        return self.context.builder().global_threshold(1.0)
 
     @property
     def masks(self) -> MaskSet:

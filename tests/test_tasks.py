@@ -9,33 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy_tasks import blobs_task, load_blobs
 
 import prune_gym.tasks
 from prune_gym.pruning.layers import prunable_layers
 from prune_gym.pruning.masks import MaskSet, effective_weight
 from prune_gym.tasks import PlantedTeacherTask, Split, Task, TrainRecipe
 from prune_gym.tasks.train import augment_batch, evaluate_tensors, lr_factor
-
-
-def load_blobs() -> tuple[Split, Split]:
-    """Three well separated Gaussian blobs in 4-d: 240 train, 60 test samples."""
-    generator = torch.Generator().manual_seed(0)
-    targets = torch.arange(300) % 3
-    inputs = torch.randn(300, 4, generator=generator) + 4 * F.one_hot(targets, 4).float()
-    return Split(inputs[:240], targets[:240]), Split(inputs[240:], targets[240:])
-
-
-def blobs_task(seed: int = 0, **recipe) -> Task:
-    """A user-style custom task: tiny MLP on random blobs, trains in a fraction of a second."""
-    return Task(
-        "blobs",
-        build_model=lambda: nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)),
-        load_data=load_blobs,
-        recipe=TrainRecipe(**{"lr": 1e-2, "batch_size": 32, "epochs": 3, **recipe}),
-        input_shape=(4,),
-        num_classes=3,
-        seed=seed,
-    )
 
 
 def load_numbered() -> tuple[Split, Split]:

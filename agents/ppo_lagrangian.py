@@ -13,13 +13,30 @@ How it plugs into SB3 (``PPO`` subclass, SB3's loops reused, not copied):
   sums undiscounted episode costs, and records costs and cost values in the
   ``CostRolloutBuffer`` (whose ``add`` refuses a step without them). After SB3's
   ``collect_rollouts``, the cost GAE runs from the cost values of the last observation.
-- ``train``: multipliers first (from the mean undiscounted cost of the last
-  ``cost_window`` finished episodes; skipped if none finished since the last update), then
-  PPO's clipped loss on ``(A_r - sum_k lam_k A_c,k) / (1 + sum_k lam_k)`` (reward
-  advantages normalised per minibatch, cost advantages centred only), plus
+- ``train``: multipliers first, then PPO's clipped loss on the Lagrangian advantage plus
   ``cvf_coef`` times the cost critic's MSE.
 - saving: multipliers, their history and the update rule's state are plain dicts/lists of
   numbers, so they sit in the zip's JSON ``data`` readable without unpickling.
+
+Why the defaults are what they are (each was needed on one-step bandits whose reward and
+cost rise together to the action bound; ``tests/test_ppo_lagrangian.py`` holds them):
+
+- the policy's Gaussian mean is kept inside the action box (``CostActorCriticPolicy``):
+  otherwise it runs past the bound, every sample clips, and learning stops for good;
+- one scale for both advantages: ``A = (A_r - sum_k lam_k A_c,k) / (1 + sum_k lam_k)``,
+  centred, then divided by the reward advantages' std. The multipliers then keep their
+  Lagrangian meaning (reward per unit of cost) whatever the exploration noise, and near
+  the saddle point the step shrinks with the net gradient instead of being blown up to
+  unit size (standardising the sum, or the reward term alone, makes it oscillate);
+- a PI controller for the multipliers (``lagrange_update="pid"``, no smoothing): the
+  proportional term damps the cycling that plain dual ascent shows when the Lagrangian is
+  flat at its optimum (linear reward and cost);
+- the controller sees an upper confidence bound of the mean episode cost (mean +
+  ``cost_confidence`` standard errors), so the policy settles just inside the limit, not
+  around it;
+- the policy's std is capped from ``std_cap[0]`` down to ``std_cap[1]`` over training, so
+  the deterministic action, which users deploy, has the cost the constraint was
+  enforced on; and the learning rate decays linearly to 0 so the last iterate settles.
 """
 
 from __future__ import annotations
@@ -35,8 +52,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
-from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import LinearSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
@@ -48,6 +65,8 @@ from prune_gym.checks import check_int, check_number
 SelfPPOLagrangian = TypeVar("SelfPPOLagrangian", bound="PPOLagrangian")
 
 LAGRANGE_UPDATES = ("sgd", "pid")
+#: PPO's learning rate, decayed linearly to 0 over training.
+DEFAULT_LEARNING_RATE = LinearSchedule(3e-4, 0.0, 1.0)
 #: an episode violates a limit when its cost exceeds it by more than float round-off.
 VIOLATION_TOLERANCE = 1e-6
 
@@ -60,12 +79,19 @@ class PPOLagrangian(PPO):
     - ``cost_limits``: resource -> limit d_k. Overrides the env's limits and may name a
       subset of its resources. Default: resources from the env's ``budget``, limits from
       each episode's ``info["cost_limits"]``.
-    - ``lagrange_update``: ``"sgd"`` (projected SGD, ``lagrange_lr``) or ``"pid"`` (PID
-      Lagrangian, ``pid_kp``/``pid_ki``/``pid_kd``/``pid_delay``/``pid_alpha_p``/
-      ``pid_alpha_d``); ``lagrange_init`` and ``lagrange_max`` bound both.
+    - ``lagrange_update``: ``"pid"`` (PID Lagrangian, ``pid_kp``/``pid_ki``/``pid_kd``/
+      ``pid_delay``/``pid_alpha_p``/``pid_alpha_d``; default a PI controller) or ``"sgd"``
+      (projected SGD, ``lagrange_lr``); ``lagrange_init`` and ``lagrange_max`` bound both.
+      Costs are expected to be O(1) (prune-gym's are fractions of the dense network):
+      scale larger ones down, as the gains are per unit of cost.
     - ``cost_window``: finished episodes averaged into Jc.
+    - ``cost_confidence``: Jc is the window's mean cost plus this many standard errors.
+    - ``std_cap``: (start, end) cap on the policy's std, lowered linearly over training;
+      ``None`` leaves the std free.
     - ``cost_gamma``/``cost_gae_lambda``: the cost GAE's (default ``gamma``/``gae_lambda``).
     - ``cvf_coef``: weight of the cost critic's loss.
+
+    ``learning_rate`` defaults to 3e-4 decayed linearly to 0 (PPO's is constant).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": CostActorCriticPolicy}
@@ -78,24 +104,29 @@ class PPOLagrangian(PPO):
         env: GymEnv | str,
         *,
         cost_limits: dict[str, float] | None = None,
-        lagrange_update: str = "sgd",
+        lagrange_update: str = "pid",
         lagrange_lr: float = 1.0,
         lagrange_init: float = 0.0,
         lagrange_max: float = 100.0,
-        pid_kp: float = 0.1,
-        pid_ki: float = 0.01,
-        pid_kd: float = 0.01,
-        pid_delay: int = 10,
-        pid_alpha_p: float = 0.95,
-        pid_alpha_d: float = 0.95,
+        pid_kp: float = 5.0,
+        pid_ki: float = 2.0,
+        pid_kd: float = 0.0,
+        pid_delay: int = 1,
+        pid_alpha_p: float = 0.0,
+        pid_alpha_d: float = 0.0,
         cost_window: int = 100,
+        cost_confidence: float = 2.0,
+        std_cap: tuple[float, float] | None = (1.0, 0.05),
         cost_gamma: float | None = None,
         cost_gae_lambda: float | None = None,
         cvf_coef: float = 0.5,
+        learning_rate: float | Schedule = DEFAULT_LEARNING_RATE,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(policy, env, _init_setup_model=False, **kwargs)
+        super().__init__(
+            policy, env, learning_rate=learning_rate, _init_setup_model=False, **kwargs
+        )
         self.cost_limits = _check_cost_limits(cost_limits)
         if lagrange_update not in LAGRANGE_UPDATES:
             raise ValueError(
@@ -103,13 +134,20 @@ class PPOLagrangian(PPO):
                 f"{LAGRANGE_UPDATES}"
             )
         self.lagrange_update = lagrange_update
-        self.lagrange_lr = lagrange_lr
+        self.lagrange_lr = check_number(lagrange_lr, "lagrange_lr", 0.0)
         self.lagrange_init = lagrange_init
         self.lagrange_max = lagrange_max
         self.pid_kp, self.pid_ki, self.pid_kd = pid_kp, pid_ki, pid_kd
         self.pid_delay, self.pid_alpha_p, self.pid_alpha_d = pid_delay, pid_alpha_p, pid_alpha_d
         self._make_rule()  # validates the rule's settings now, not at the first update
         self.cost_window = check_int(cost_window, "cost_window", low=1)
+        self.cost_confidence = check_number(cost_confidence, "cost_confidence", 0.0)
+        if std_cap is not None:
+            if not (isinstance(std_cap, (tuple, list)) and len(std_cap) == 2):
+                raise ValueError(f"std_cap={std_cap!r} must be (start, end) or None")
+            start = check_number(std_cap[0], "std_cap[0]", 0.0, low_open=True)
+            std_cap = (start, check_number(std_cap[1], "std_cap[1]", 0.0, start, low_open=True))
+        self.std_cap = std_cap
         self.cost_gamma = self.gamma if cost_gamma is None else cost_gamma
         self.cost_gamma = check_number(self.cost_gamma, "cost_gamma", 0.0, 1.0)
         self.cost_gae_lambda = self.gae_lambda if cost_gae_lambda is None else cost_gae_lambda
@@ -319,17 +357,23 @@ class PPOLagrangian(PPO):
     def update_multipliers(self) -> bool:
         """Update every multiplier from the cost window; ``False`` (skipped) if no new episode.
 
-        Jc_k is the mean undiscounted episode cost over the last ``cost_window`` finished
-        episodes, d_k the mean of their limits. Without an episode finished since the last
-        update there is no new evidence, so the multipliers stay as they are.
+        Jc_k is an upper confidence bound of the mean undiscounted episode cost over the last
+        ``cost_window`` finished episodes (mean + ``cost_confidence`` standard errors), d_k
+        the mean of their limits. Without an episode finished since the last update there
+        is no new evidence, so the multipliers stay as they are.
         """
         if self._episodes_since_update == 0:
             return False
-        costs, limits = (np.mean(column, axis=0) for column in zip(*self._cost_window, strict=True))
+        episode_costs, episode_limits = (np.stack(c) for c in zip(*self._cost_window, strict=True))
+        costs, limits = episode_costs.mean(axis=0), episode_limits.mean(axis=0)
+        bound = costs.copy()
+        if len(episode_costs) > 1:
+            spread = episode_costs.std(axis=0, ddof=1) / np.sqrt(len(episode_costs))
+            bound += self.cost_confidence * spread
         for k, resource in enumerate(self.cost_resources):
             rule = self._lagrange_rules[resource]
             multiplier = self.lagrange_multipliers[resource]
-            new = rule.update(multiplier, float(costs[k]), float(limits[k]))
+            new = rule.update(multiplier, float(bound[k]), float(limits[k]))
             self.lagrange_multipliers[resource] = float(new)
             self.lagrange_state[resource] = rule.state_dict()
         self.lagrange_history.append(
@@ -344,8 +388,11 @@ class PPOLagrangian(PPO):
 
     # training ---------------------------------------------------------------------------
     def train(self) -> None:
-        """Update the multipliers, then run PPO's epochs on the Lagrangian advantage."""
+        """Update the multipliers and the std cap, then run PPO's epochs on the Lagrangian."""
         self.update_multipliers()
+        if self.std_cap is not None:
+            start, end = self.std_cap
+            self.policy.set_std_cap(end + (start - end) * self._current_progress_remaining)
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
@@ -424,22 +471,22 @@ class PPOLagrangian(PPO):
     def _lagrangian_advantages(
         self, reward_advantages: th.Tensor, cost_advantages: th.Tensor
     ) -> th.Tensor:
-        """``(A_r - sum_k lam_k A_c,k) / (1 + sum_k lam_k)``.
+        """``(A_r - sum_k lam_k A_c,k) / (1 + sum_k lam_k)``, on one scale.
 
-        With ``normalize_advantage`` (SB3's default), reward advantages are standardised
-        per minibatch and cost advantages only centred, so that their scale, and with it the
-        multipliers' meaning, is that of the costs.
+        With ``normalize_advantage`` (SB3's default) both advantages are centred per
+        minibatch and divided by the same number, the reward advantages' std: the
+        multipliers keep their meaning (reward per unit of cost) whatever the exploration
+        noise, and the combined signal shrinks as the Lagrangian flattens near its optimum.
         """
-        if self.normalize_advantage and len(reward_advantages) > 1:
-            reward_advantages = (reward_advantages - reward_advantages.mean()) / (
-                reward_advantages.std() + 1e-8
-            )
-            cost_advantages = cost_advantages - cost_advantages.mean(dim=0)
         multipliers = th.tensor(
             [self.lagrange_multipliers[r] for r in self.cost_resources],
             dtype=cost_advantages.dtype,
             device=cost_advantages.device,
         )
+        if self.normalize_advantage and len(reward_advantages) > 1:
+            scale = reward_advantages.std() + 1e-8
+            reward_advantages = (reward_advantages - reward_advantages.mean()) / scale
+            cost_advantages = (cost_advantages - cost_advantages.mean(dim=0)) / scale
         return (reward_advantages - cost_advantages @ multipliers) / (1.0 + multipliers.sum())
 
     # logging ----------------------------------------------------------------------------
@@ -454,7 +501,7 @@ class PPOLagrangian(PPO):
         )
         self.logger.record("train/explained_variance", explained_var)
         if hasattr(self.policy, "log_std"):
-            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+            self.logger.record("train/std", self.policy.effective_std().mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
         if clip_range_vf is not None:

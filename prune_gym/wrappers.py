@@ -9,14 +9,11 @@ import gymnasium as gym
 import numpy as np
 
 from prune_gym.checks import check_number
+from prune_gym.envs.allocations import scaled_toward_max
 from prune_gym.envs.global_ratio import GlobalRatioEnv
 from prune_gym.envs.layer_ratio import LayerRatioEnv
 from prune_gym.envs.metric_mix import MetricMixEnv
 from prune_gym.envs.panning import PanningEnv
-from prune_gym.pruning.cost import TOLERANCE
-
-#: bisection steps when scaling ratios up towards max_ratio.
-SCALE_STEPS = 30
 
 
 class BudgetProjection(gym.ActionWrapper):
@@ -25,9 +22,10 @@ class BudgetProjection(gym.ActionWrapper):
     LayerRatio: each ratio is raised to the least that still lets the budget be met if
     every later layer prunes at ``max_ratio``. GlobalRatio and MetricMix's joint mode:
     ratios move towards ``max_ratio`` by the smallest common fraction that meets the
-    budget (found by bisection on the exact costs). MetricMix's global mode and Panning
-    already prune to the budget, so their actions pass unchanged. Every budget an env
-    accepts is reachable (envs refuse the others when made), so a projection always exists.
+    budget (found by bisection on the exact costs). Envs whose actions always meet the
+    budget (``prunes_to_budget``: MetricMix's global mode, Panning, GlobalRatio's
+    ``action="logits"``) pass unchanged. Every budget an env accepts is reachable (envs
+    refuse the others when made), so a projection always exists.
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -44,15 +42,14 @@ class BudgetProjection(gym.ActionWrapper):
         will see them, so rounding cannot tip a boundary case over the budget.
         """
         base = self.base
-        ratios = base.action_to_ratios(base.ratios_to_action(ratios))
-        masks = base.context.builder().from_ratios(dict(zip(base.layer_names, ratios, strict=True)))
-        used = base.used_fractions(masks)
-        return all(used[r] <= limit + TOLERANCE for r, limit in self.base.proxy_limits().items())
+        return base.meets_budget(base.action_to_ratios(base.ratios_to_action(ratios)))
 
     def action(self, action: Any) -> np.ndarray:
         """The projected action (same shape, float32)."""
         base = self.base
         action = base.check_action(action)
+        if base.prunes_to_budget:
+            return action.astype(np.float32)
         if isinstance(base, LayerRatioEnv):
             return self._project_layer(action)
         if isinstance(base, GlobalRatioEnv):
@@ -82,21 +79,8 @@ class BudgetProjection(gym.ActionWrapper):
         return base.ratios_to_action(np.array([ratio]))
 
     def scale_up(self, ratios: np.ndarray) -> np.ndarray:
-        """``ratios + f * (max_ratio - ratios)`` with the least f in [0, 1] meeting the budget.
-
-        From all-``min_ratio`` ratios this is the uniform allocation that just fits.
-        """
-        top = np.full_like(ratios, self.base.max_ratio)
-        if self.meets_budget(ratios):
-            return ratios
-        low, high = 0.0, 1.0
-        for _ in range(SCALE_STEPS):
-            middle = (low + high) / 2
-            if self.meets_budget(ratios + middle * (top - ratios)):
-                high = middle
-            else:
-                low = middle
-        return ratios + high * (top - ratios)
+        """``ratios + f * (max_ratio - ratios)`` with the least f in [0, 1] meeting the budget."""
+        return scaled_toward_max(self.base, ratios, self.meets_budget)
 
 
 class CostMonitor(gym.Wrapper):

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from prune_gym.baselines import make_policy
 from prune_gym.pruning import MaskSet
+from prune_gym.tasks import evaluate_tensors
+from prune_gym.wrappers import BudgetProjection
 
 
 def test_layer_ratio_steps_through_layers_and_pays_only_at_the_end():
@@ -142,4 +145,73 @@ def test_fine_tuning_before_the_reward_helps_and_leaves_the_shared_model_intact(
     tuned.reset(seed=0)
     before = plain.step(action)[1]
     assert tuned.step(action)[1] >= before
-    assert plain.step(action)[1] == before  # the dense weights were restored
+    context = plain.context  # shared with ``tuned``; evaluated again, past the reward cache
+    with context.masked(plain.last_masks) as model:
+        again = evaluate_tensors(model, context.reward_inputs, context.reward_targets)
+    assert again["accuracy"] == before  # the dense weights were restored
+
+
+@pytest.mark.parametrize(
+    ("structure", "budget"), [("unstructured", {"params": 0.05}), ("channel", {"flops": 0.3})]
+)
+@pytest.mark.parametrize("reference", ["global", "erk", "uniform"])
+def test_density_logits_meet_the_budget_for_every_action(structure, budget, reference):
+    env = gym.make(
+        "prune_gym/GlobalRatio-v0",
+        task="digits-cnn",
+        structure=structure,
+        budget=budget,
+        action="logits",
+        reference=reference,
+    ).unwrapped
+    assert env.prunes_to_budget
+    zero = np.zeros(env.num_layers, dtype=np.float32)
+    units = [env.context.builder().unit_count(name) for name in env.layer_names]
+    gap = np.abs(env.action_to_ratios(zero) - (1 - env.reference_densities)) * units
+    assert np.all(gap <= 1.0 + 1e-9)  # the reference itself, up to one weight (channel)
+    env.action_space.seed(0)
+    for action in [zero, *(env.action_space.sample() for _ in range(8))]:
+        env.reset(seed=0)
+        info = env.step(action)[4]
+        assert info["feasible"], info["used"]
+        removed = [info["ratios"][name] for name in env.layer_names]  # whole units: round()
+        assert np.all(np.array(removed) <= env.max_ratio + 0.5 / np.array(units) + 1e-12)
+    if structure == "unstructured":  # rescaled onto the budget: within one weight of it
+        total = env.context.cost_model.params_dense
+        assert info["params_ratio"] > budget["params"] - 1.5 / total
+
+
+def test_density_logits_start_at_the_reference_and_invert_ratios_that_meet_the_budget():
+    kwargs = {"task": "digits-cnn", "budget": {"params": 0.05}}
+    logits = gym.make("prune_gym/GlobalRatio-v0", action="logits", **kwargs).unwrapped
+    ratios = gym.make("prune_gym/GlobalRatio-v0", **kwargs).unwrapped
+    # the reference is the global-magnitude allocation at the budget, the fixed policy's
+    reference = make_policy("global-magnitude", ratios).ratios
+    np.testing.assert_allclose(logits.reference_densities, 1 - reference, atol=1e-9)
+    target = logits.action_to_ratios(np.array([0.5, -0.25, 0.1, -0.6]))
+    np.testing.assert_allclose(logits.action_to_ratios(logits.ratios_to_action(target)), target)
+    with pytest.raises(ValueError, match=r"action='ratio'.*Did you mean 'ratios'"):
+        gym.make("prune_gym/GlobalRatio-v0", action="ratio", **kwargs)
+    with pytest.raises(ValueError, match=r"density_factor=1\.0"):
+        gym.make("prune_gym/GlobalRatio-v0", action="logits", density_factor=1.0, **kwargs)
+    projected = BudgetProjection(logits)  # already feasible: passed through unchanged
+    action = np.array([1.0, -1.0, 0.3, 0.0], dtype=np.float32)
+    np.testing.assert_array_equal(projected.action(action), action)
+
+
+def test_a_revisited_allocation_is_rewarded_from_the_cache_without_fine_tuning(monkeypatch):
+    env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=20).unwrapped
+    calls = []
+    finetune = env.context.task.finetune
+    monkeypatch.setattr(
+        env.context.task, "finetune", lambda *a, **k: calls.append(1) or finetune(*a, **k)
+    )
+    action = np.full(env.num_layers, 0.4, dtype=np.float32)
+    env.reset(seed=0)
+    first = env.step(action)[1]
+    env.reset(seed=1)  # another episode, the same allocation
+    assert env.step(action)[1] == first
+    assert calls == [1] and env.context.reward_hits >= 1
+    other = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=20).unwrapped
+    other.reset(seed=2)
+    assert other.step(action)[1] == first and calls == [1]  # shared by envs of one context

@@ -162,3 +162,16 @@ def test_rescoring_a_masked_model_keeps_masks_nested():
     for name in first:
         assert not (second[name] & ~first[name]).any()
     assert effective_weight(model[0]).eq(0).sum() == (~first["0"]).sum()
+
+
+def test_digest_is_equal_for_equal_masks_and_changes_with_one_bit():
+    model = lenet5()
+    masks = MaskSet.global_threshold(model, 0.7)
+    same = MaskSet({name: mask.clone() for name, mask in masks.masks.items()})
+    assert masks.digest() == same.digest()
+    flipped = {name: mask.clone() for name, mask in masks.masks.items()}
+    first = next(iter(flipped))
+    flipped[first].view(-1)[5] = ~flipped[first].view(-1)[5]
+    assert MaskSet(flipped).digest() != masks.digest()
+    channel = MaskSet(masks.masks, structure="channel")
+    assert channel.digest() != masks.digest()  # the structure is part of the identity

@@ -15,11 +15,9 @@ import gymnasium as gym
 import numpy as np
 
 from prune_gym.envs import GlobalRatioEnv, LayerRatioEnv, MetricMixEnv, PanningEnv, PruningEnv
-from prune_gym.pruning import erk_densities
+from prune_gym.envs.allocations import erk_ratios, global_ratios, uniform_ratios
 from prune_gym.wrappers import BudgetProjection
 
-#: bisection steps when searching the ERK sparsity that just meets a budget.
-ERK_STEPS = 30
 #: the Panning paper's hand-set stages: (pruned fraction up to, [synflow, snip, grasp]).
 PANNING_STAGES = (
     (0.80, (0.2, 0.5, 0.3)),
@@ -151,38 +149,6 @@ def one_hot(env: PruningEnv, metric: str) -> np.ndarray:
     if metric not in env.metrics:
         raise ValueError(f"metric {metric!r} is not among this env's metrics {env.metrics}")
     return np.array([float(m == metric) for m in env.metrics])
-
-
-def global_ratios(env: PruningEnv, metric: str) -> np.ndarray:
-    """Per-layer ratios of one global threshold on ``metric`` that just meets the budget."""
-    masks = env.budget_masks(env.context.builder(metric))
-    ratios = masks.ratios()
-    return np.array([ratios[name] for name in env.layer_names])
-
-
-def uniform_ratios(env: PruningEnv) -> np.ndarray:
-    """The same ratio in every layer, the least that meets the budget."""
-    return BudgetProjection(env).scale_up(np.full(env.num_layers, env.min_ratio))
-
-
-def erk_ratios(env: PruningEnv) -> np.ndarray:
-    """Erdos-Renyi-Kernel ratios at the least global sparsity that meets the budget."""
-    projection = BudgetProjection(env)
-    model = env.context.model
-    names = env.layer_names
-
-    def ratios_at(sparsity: float) -> np.ndarray:
-        densities = erk_densities(model, sparsity)
-        return np.clip([1.0 - densities[n] for n in names], env.min_ratio, env.max_ratio)
-
-    low, high = 0.0, 1.0 - 1e-9
-    for _ in range(ERK_STEPS):
-        middle = (low + high) / 2
-        if projection.meets_budget(ratios_at(middle)):
-            high = middle
-        else:
-            low = middle
-    return ratios_at(high)
 
 
 def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from prune_gym.checks import check_fraction, check_int
+from prune_gym.envs.allocations import least_feasible
 from prune_gym.envs.context import PruningContext, get_context, release_context
 from prune_gym.envs.observations import (
     BUDGET_FEATURES,
@@ -30,8 +31,6 @@ from prune_gym.tasks import Task
 
 DEFAULT_METRICS = ("magnitude", "snip", "grasp", "synflow")
 DEFAULT_BUDGET = {"flops": 0.5}
-#: bisection steps when searching the global threshold that just meets a budget.
-BISECTION_STEPS = 30
 
 
 class PruningEnv(gym.Env):
@@ -101,7 +100,6 @@ class PruningEnv(gym.Env):
         )
         self.layer_names = self.context.layer_names
         self.num_layers = len(self.layer_names)
-        self._episode_seed = 0
         self.last_info: dict[str, Any] = {}
         #: the masks of the last finished episode (for re-evaluation, e.g. on test).
         self.last_masks: MaskSet | None = None
@@ -132,6 +130,11 @@ class PruningEnv(gym.Env):
             release_context(self._context)
             self._context = None
         super().close()
+
+    @property
+    def prunes_to_budget(self) -> bool:
+        """Whether every action meets the budget by construction (no projection needed)."""
+        return False
 
     # budget reachability -----------------------------------------------------------------
     def tightest_masks(self) -> MaskSet:
@@ -240,30 +243,24 @@ class PruningEnv(gym.Env):
             limits[key] = min(limits[key], limit)
         return limits
 
+    def fits_budget(self, masks: MaskSet) -> bool:
+        """Whether ``masks`` meet every budget (a latency limit through its MAC proxy)."""
+        used = self.used_fractions(masks)
+        return all(used[r] <= limit + TOLERANCE for r, limit in self.proxy_limits().items())
+
+    def meets_budget(self, ratios: Any) -> bool:
+        """Whether per-layer ``ratios`` (over ``layer_names``) meet every budget, exactly."""
+        ratios = dict(zip(self.layer_names, np.asarray(ratios, dtype=np.float64), strict=True))
+        return self.fits_budget(self.context.builder().from_ratios(ratios))
+
     def budget_masks(self, builder: MaskBuilder) -> MaskSet:
         """The global-threshold masks of ``builder`` that just meet every budget.
 
         Bisects on the global sparsity (used fractions shrink as it grows); a latency
         budget is approached through its MAC proxy, since measuring is done per episode.
         """
-        limits = self.proxy_limits()
-
-        def feasible(masks: MaskSet) -> bool:
-            used = self.used_fractions(masks)
-            return all(used[r] <= limits[r] + TOLERANCE for r in limits)
-
-        low, high = 0.0, 1.0
-        best = builder.global_threshold(high)
-        if feasible(dense := builder.global_threshold(low)):
-            return dense
-        for _ in range(BISECTION_STEPS):
-            middle = (low + high) / 2
-            masks = builder.global_threshold(middle)
-            if feasible(masks):
-                high, best = middle, masks
-            else:
-                low = middle
-        return best
+        sparsity = least_feasible(lambda s: self.fits_budget(builder.global_threshold(s)), 0.0, 1.0)
+        return builder.global_threshold(sparsity)
 
     def episode_info(self, masks: MaskSet, evaluation: dict[str, float]) -> dict[str, Any]:
         """The episode-end entries of ``info`` (DESIGN §5)."""
@@ -301,14 +298,18 @@ class PruningEnv(gym.Env):
             "cost_limits": dict(self.budget.limits),
         }
 
-    def evaluate_masks(self, masks: MaskSet) -> dict[str, float]:
-        """Reward-sample accuracy/loss of the model under ``masks`` (fine-tuned if asked)."""
-        return self.context.evaluate(masks, self.finetune_steps, seed=self._episode_seed)
+    def evaluate_masks(self, masks: MaskSet, finetune_steps: int | None = None) -> dict[str, float]:
+        """Reward-sample accuracy/loss under ``masks``, fine-tuned ``finetune_steps`` first.
+
+        Fine-tuning always draws from the task's seed, so a mask's reward depends on the
+        mask alone: equal allocations get equal rewards, and the context's cache holds.
+        """
+        steps = self.finetune_steps if finetune_steps is None else finetune_steps
+        return self.context.evaluate(masks, steps, seed=self.context.task.seed)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Seed the env's RNG; subclasses return their first observation."""
         super().reset(seed=seed)
-        self._episode_seed = int(self.np_random.integers(2**31))
         return None
 
     def render(self) -> str | np.ndarray | None:

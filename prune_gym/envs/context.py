@@ -43,6 +43,8 @@ DEFAULT_REWARD_SAMPLES = 1000
 WEIGHTS = ("pretrained", "init")
 #: contexts kept after their last env is gone, most recently requested first out last.
 RECENT_CONTEXTS = 4
+#: reward evaluations remembered per context (a few hundred bytes each).
+REWARD_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,9 @@ class PruningContext:
         self.reward_inputs = val.inputs[index].to(self.device)
         self.reward_targets = val.targets[index].to(self.device)
         self._dense_latency: float | None = None
+        self._rewards: OrderedDict[tuple[str, int, int], dict[str, float]] = OrderedDict()
+        #: reward evaluations answered from the cache, and computed.
+        self.reward_hits = self.reward_misses = 0
 
     # scores and masks -------------------------------------------------------------------
     def compute_scores(self, metric: str, model: nn.Module | None = None) -> dict:
@@ -171,9 +176,23 @@ class PruningContext:
                 self.restore_dense_weights()
 
     def evaluate(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
-        """Accuracy and loss on the fixed reward samples under ``masks`` (see ``masked``)."""
+        """Accuracy and loss on the fixed reward samples under ``masks`` (see ``masked``).
+
+        Remembered by mask (``MaskSet.digest``), steps and seed: an allocation revisited,
+        by any env sharing this context, costs nothing.
+        """
+        key = (masks.digest(), finetune_steps, seed)
+        if key in self._rewards:
+            self.reward_hits += 1
+            self._rewards.move_to_end(key)
+            return dict(self._rewards[key])
+        self.reward_misses += 1
         with self.masked(masks, finetune_steps, seed) as model:
-            return evaluate_tensors(model, self.reward_inputs, self.reward_targets)
+            result = evaluate_tensors(model, self.reward_inputs, self.reward_targets)
+        self._rewards[key] = dict(result)
+        if len(self._rewards) > REWARD_CACHE_SIZE:
+            self._rewards.popitem(last=False)
+        return result
 
     def restore_dense_weights(self) -> None:
         """Put the pretrained dense weights back into the shared model (masks untouched)."""

@@ -1,28 +1,91 @@
-"""GlobalRatio-v0: one step, one pruning ratio per layer."""
+"""GlobalRatio-v0: one step, one pruning ratio per layer (or density logits around a reference)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
+from prune_gym.checks import check_choice, check_number
+from prune_gym.envs.allocations import REFERENCES, reference_ratios, rescaled_to_budget
 from prune_gym.envs.base import PruningEnv
+
+ACTIONS = ("ratios", "logits")
 
 
 class GlobalRatioEnv(PruningEnv):
     """Choose every layer's pruning ratio at once; rewarded with the pruned net's accuracy.
 
     Observation: the whole layer table (``layer_feature_names`` per layer, flattened in
-    layer order) followed by the budget features. Action: ``(L,)`` in [-1, 1], mapped to
-    ratios in [min_ratio, max_ratio] (``action_to_ratios``). The episode is one step.
+    layer order) followed by the budget features. Action: ``(L,)`` in [-1, 1]. The
+    episode is one step.
+
+    ``action="ratios"`` (default): each entry maps to a ratio in [min_ratio, max_ratio]
+    (``action_to_ratios``); any allocation can be expressed, including infeasible ones,
+    which the reward and ``info["feasible"]`` report (or ``BudgetProjection`` prevents).
+
+    ``action="logits"``: feasible by construction and starting from a strong allocation.
+    Entry l scales layer l's density in the ``reference`` allocation at the budget
+    (``"global"``: one threshold on ``rank_by`` scores; ``"erk"``; ``"uniform"``) by
+    ``density_factor ** a_l``; all densities are then multiplied by the one factor that
+    puts params/flops exactly on the tightest budget. The zero action is the reference
+    itself (its ratios clipped into [min_ratio, max_ratio], up to whole weights or
+    channels). Use it when the budget must hold in every episode and the question is how
+    to share it between layers; a latency budget may still need a Lagrangian agent, since
+    only its MAC proxy is rescaled.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        action: str = "ratios",
+        reference: str = "global",
+        density_factor: float = 4.0,
+        **kwargs: Any,
+    ) -> None:
+        self.action_kind = check_choice(action, "action", ACTIONS)
+        self.reference = check_choice(reference, "reference", REFERENCES)
+        self.density_factor = check_number(density_factor, "density_factor", 1.0, low_open=True)
         super().__init__(**kwargs)
+        self._settings |= {
+            "action": action,
+            "reference": reference,
+            "density_factor": density_factor,
+        }
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
+        self.reference_densities = None
+        if self.action_kind == "logits":
+            ratios = reference_ratios(self, self.reference)
+            self.reference_densities = 1.0 - np.clip(ratios, self.min_ratio, self.max_ratio)
+
+    @property
+    def prunes_to_budget(self) -> bool:
+        """Density logits are rescaled onto the budget; plain ratios are not."""
+        return self.action_kind == "logits"
+
+    def action_to_ratios(self, action: Any) -> np.ndarray:
+        """The per-layer ratios an action means (elementwise map, or logits rescaled)."""
+        if self.action_kind == "ratios":
+            return super().action_to_ratios(action)
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return rescaled_to_budget(self, self.reference_densities * self.density_factor**action)
+
+    def ratios_to_action(self, ratios: Any) -> np.ndarray:
+        """An action for ``ratios``; with logits, exact for ratios that meet the budget exactly.
+
+        Logits are the log-densities relative to the reference (clipped to the action
+        box), so an allocation with budget to spare is scaled up onto it.
+        """
+        if self.action_kind == "ratios":
+            return super().ratios_to_action(ratios)
+        if isinstance(ratios, dict):
+            ratios = [ratios[name] for name in self.layer_names]
+        densities = np.maximum(1.0 - np.asarray(ratios, dtype=np.float64), 1e-12)
+        logits = np.log(densities / self.reference_densities) / math.log(self.density_factor)
+        return np.clip(logits, -1.0, 1.0).astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode; the observation describes the dense network and the budget."""

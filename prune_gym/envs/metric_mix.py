@@ -71,6 +71,11 @@ class MetricMixEnv(PruningEnv):
         width = len(self.metrics) + (self.num_layers if mode == "joint" else 0)
         self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)
 
+    @property
+    def prunes_to_budget(self) -> bool:
+        """Global mode prunes to exactly the tightest budget; joint mode takes ratios."""
+        return self.mode == "global"
+
     def tightest_masks(self) -> MaskSet:
         """Global mode prunes by one threshold, so everything removable can go."""
         if self.mode == "global":

@@ -218,10 +218,8 @@ class PanningEnv(PruningEnv):
         if not terminated:
             info |= self.cost_info({})
             return self._observation(loss_change, grad_change), float(reward), False, False, info
-        evaluation = self.context.evaluate(
-            self._masks,
-            self.train_steps if self.reward_kind == "trained_accuracy" else 0,
-            seed=self._episode_seed,
+        evaluation = self.evaluate_masks(
+            self._masks, self.train_steps if self.reward_kind == "trained_accuracy" else 0
         )
         if self.reward_kind == "trained_accuracy" and not disconnected:
             reward = evaluation["accuracy"]
@@ -239,6 +237,11 @@ class PanningEnv(PruningEnv):
         at_least = whole_weight_sparsity(sparsity, self._masks.num_weights())
         builder = self.context.mask_builder(mix_percentiles(percentiles, weights), self._masks)
         return builder.global_threshold(at_least)
+
+    @property
+    def prunes_to_budget(self) -> bool:
+        """Every step prunes to its scheduled sparsity, the last to the target."""
+        return True
 
     def tightest_masks(self) -> MaskSet:
         """Everything pruned: one global threshold reaches any target sparsity below 1."""

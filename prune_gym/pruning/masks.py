@@ -9,7 +9,9 @@ handled by PyTorch's pruning utilities and vice versa.
 from __future__ import annotations
 
 import copy
+import hashlib
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -176,6 +178,16 @@ class MaskSet:
             name: float(m.reshape(m.shape[0], -1).any(dim=1).float().mean())
             for name, m in self.masks.items()
         }
+
+    def digest(self) -> str:
+        """A hash of every mask (names, shapes, bits) and the structure: equal iff equal masks."""
+        hasher = hashlib.blake2b(self.structure.encode(), digest_size=20)
+        for kind, masks in (("weight", self.masks), ("extra", self.extra_masks)):
+            for name in sorted(masks):
+                mask = masks[name].detach().cpu()
+                hasher.update(f"{kind}:{name}:{tuple(mask.shape)};".encode())
+                hasher.update(np.packbits(mask.numpy().reshape(-1)).tobytes())
+        return hasher.hexdigest()
 
     def ratios(self) -> dict[str, float]:
         """Per-layer pruning ratio: fraction of weights removed (of channels, for channel)."""

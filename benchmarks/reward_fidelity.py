@@ -1,0 +1,109 @@
+"""How well does each candidate reward rank allocations by the accuracy they reach?
+
+For random allocations from the space an agent explores (``GlobalRatio-v0`` with
+``action="logits"``, so every one meets the budget), it computes each candidate reward on
+the env's reward samples (validation) and the accuracy each allocation reaches after the
+benchmark's fine-tuning budget (``--target-steps``, on test: only measured here, nothing
+is selected on it), then prints the Spearman rank correlation of every candidate with
+that target and its cost per episode. A reward an agent can climb must rank allocations
+the way the final accuracy does.
+
+    python benchmarks/reward_fidelity.py                      # digits-cnn and digits-mlp
+    python benchmarks/reward_fidelity.py --tasks digits-cnn --allocations 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+import prune_gym  # noqa: F401  (registers the env ids)
+from prune_gym.evaluation import assess_masks
+
+#: (structure, budget) settings where allocation matters (issue "Constrained agents").
+SETTINGS = (
+    ("unstructured", {"params": 0.05}),
+    ("unstructured", {"params": 0.02}),
+    ("channel", {"flops": 0.3}),
+    ("channel", {"flops": 0.5}),
+)
+#: candidate rewards: (label, fine-tuning steps, fine-tuning seeds, quantity).
+CANDIDATES = (
+    ("accuracy", 0, 1, "accuracy"),
+    ("-loss", 0, 1, "loss"),
+    ("accuracy, 10 steps", 10, 1, "accuracy"),
+    ("-loss, 10 steps", 10, 1, "loss"),
+    ("accuracy, 20 steps", 20, 1, "accuracy"),
+    ("-loss, 20 steps", 20, 1, "loss"),
+    ("accuracy, 20 steps x 3 seeds", 20, 3, "accuracy"),
+    ("accuracy, 50 steps", 50, 1, "accuracy"),
+)
+
+
+def measure(task: str, structure: str, budget: dict, allocations: int, target_steps: int) -> dict:
+    """Per candidate: Spearman with the target over ``allocations`` random allocations, ms."""
+    env = gym.make(
+        "prune_gym/GlobalRatio-v0", task=task, budget=budget, structure=structure, action="logits"
+    ).unwrapped
+    context = env.context
+    rng = np.random.default_rng(0)
+    actions = [np.zeros(env.num_layers)] + [
+        rng.uniform(-1.0, 1.0, env.num_layers) for _ in range(allocations - 1)
+    ]
+    values: dict[str, list[float]] = {label: [] for label, *_ in CANDIDATES}
+    seconds: dict[str, list[float]] = {label: [] for label, *_ in CANDIDATES}
+    target = []
+    for action in actions:
+        ratios = dict(zip(env.layer_names, env.action_to_ratios(action), strict=True))
+        masks = context.builder().from_ratios(ratios)
+        for label, steps, seeds, quantity in CANDIDATES:
+            start = time.perf_counter()
+            runs = [context.evaluate(masks, steps, seed=seed) for seed in range(seeds)]
+            seconds[label].append(time.perf_counter() - start)
+            sign = -1.0 if quantity == "loss" else 1.0
+            values[label].append(sign * statistics.fmean(run[quantity] for run in runs))
+        target.append(assess_masks(context, masks, target_steps, seed=0)["test_accuracy"])
+    return {
+        label: (
+            float(spearmanr(values[label], target).statistic),
+            1000 * statistics.fmean(seconds[label]),
+        )
+        for label in values
+    } | {"target": (statistics.fmean(target), max(target) - min(target))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["digits-cnn", "digits-mlp"])
+    parser.add_argument("--allocations", type=int, default=40)
+    parser.add_argument("--target-steps", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    for task in args.tasks:
+        for structure, budget in SETTINGS:
+            result = measure(task, structure, budget, args.allocations, args.target_steps)
+            rows.append((task, structure, budget, result))
+            print(f"measured {task} {structure} {budget}", flush=True)
+    budgets = [f"{t} {s[:5]} {next(iter(b))}={next(iter(b.values()))}" for t, s, b, _ in rows]
+    print(
+        f"\nSpearman correlation with test accuracy after {args.target_steps} fine-tuning "
+        f"steps, {args.allocations} allocations per setting; ms per episode in brackets\n"
+    )
+    print("| reward | " + " | ".join(budgets) + " |")
+    print("|---|" + "---|" * len(rows))
+    for label, *_ in CANDIDATES:
+        cells = [f"{r[label][0]:.2f} ({r[label][1]:.0f})" for *_, r in rows]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [f"{r['target'][0]:.3f} (range {r['target'][1]:.3f})" for *_, r in rows]
+    print("| target: mean test acc. | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,17 +1,28 @@
-"""Learned agents against the best fixed-policy baseline at the same budget.
+"""Learned agents against the best fixed policy at the same budget, cell by cell.
 
 (Not ``benchmarks/agents.py``: run as a script, that name would shadow the ``agents``
 package.)
 
-Run: ``python benchmarks/agents_vs_baselines.py [--seeds 3] [--timesteps 6000]``.
+    python benchmarks/agents_vs_baselines.py                    # every part, 3 seeds
+    python benchmarks/agents_vs_baselines.py --parts ppo-lag --tasks digits-mlp --seeds 1
 
-Part 1: PPO-Lagrangian on GlobalRatio-v0 and LayerRatio-v0, digits-mlp and digits-cnn,
-flops budgets 0.3 and 0.5: the final deterministic policy's feasibility and accuracy next
-to the best feasible baseline (chosen on validation accuracy, as the agent's reward is).
-Part 2: the Panning agent (TD3, one agent per task and seed for all targets) against
-iterative SNIP / GraSP / SynFlow and the paper's hand-set schedule on Panning-v0 at
-target sparsities 0.9, 0.95 and 0.98, every mask trained from the initialisation for the
-same number of steps (trained accuracy). Prints markdown tables; saves ``agents.json``.
+Every (cell, seed) is one ``prune-gym train`` run in ``--out/<part>/<cell>/seed<k>``, so
+each number can be reproduced with ``prune-gym bench --policy .../model.zip``. Runs that
+finished before are read back, not repeated.
+
+- ``ppo-lag``: PPO-Lagrangian on GlobalRatio-v0 with its defaults (density logits around
+  the best fixed policy's allocation, reward minus the val loss after 10 fine-tuning
+  steps, the checkpoint best on val kept), at unstructured params 0.05 / 0.02 and channel
+  flops 0.3 / 0.5. Every final mask, learned or fixed, is fine-tuned 200 steps.
+- ``lagrangian``: the same cells with plain ratio actions, where only the Lagrangian keeps
+  the budget: is the raw deterministic policy feasible?
+- ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
+  iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
+  0.99, every mask trained 600 steps from the initialisation with the task's recipe.
+
+Per cell: feasibility of the learned policy over seeds, its test accuracy next to the best
+fixed policy's (chosen on val in every seed), the gap, and whether the goal (feasible in
+every seed, mean test accuracy >= the best fixed policy's) is met.
 """
 
 from __future__ import annotations
@@ -19,173 +30,161 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-import gymnasium as gym
+import torch
 
-from agents.jobs import RunConfig, build_model, compare
-from agents.panning_agent import PanningAgent
-from prune_gym.baselines import make_policy
-from prune_gym.evaluation import evaluate
+from agents.comparison import best_baseline
+from agents.jobs import train
+from agents.run_config import RunConfig
 
-RATIO_ENVS = ("prune_gym/GlobalRatio-v0", "prune_gym/LayerRatio-v0")
-TASKS = ("digits-mlp", "digits-cnn")
-FLOPS_BUDGETS = (0.3, 0.5)
-PANNING_TARGETS = (0.9, 0.95, 0.98)
-PANNING_BASELINES = ("iterative-snip", "iterative-grasp", "iterative-synflow", "panning-handset")
+TASKS = ("digits-cnn", "digits-mlp")
+#: (structure, budget) cells where allocation matters.
+CELLS = (
+    ("unstructured", {"params": 0.05}),
+    ("unstructured", {"params": 0.02}),
+    ("channel", {"flops": 0.3}),
+    ("channel", {"flops": 0.5}),
+)
+PANNING_TARGETS = (0.95, 0.98, 0.99)
+#: the anchors' budgets of env steps, for the table's context.
+ANCHORS = "AMC ~400 episodes (x layers steps), Malik et al. 40k steps, Panning 5e4 steps"
 
 
-def ppo_lagrangian_run(env_id: str, task: str, flops: float, seed: int, timesteps: int) -> dict:
-    """Train PPO-Lagrangian once; its row and the best feasible baseline's."""
-    config = RunConfig(
-        env=env_id,
-        task=task,
-        budget={"flops": flops},
-        seed=seed,
-        timesteps=timesteps,
-        eval_episodes=1,
-    )
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as logs:
-        model = build_model(config, Path(logs))
-        model.learn(total_timesteps=timesteps)
-    wall = time.perf_counter() - start
-    rows = compare(config, model)
-    learned, projected = (r for r in rows if r["kind"] == "learned")
-    baselines = [r for r in rows if r["kind"] == "baseline" and r["feasible"] == 1.0]
-    best = max(baselines, key=lambda b: b["val_accuracy"])
+def run_folder(out: Path, part: str, label: str, seed: int) -> Path:
+    return out / part / label / f"seed{seed}"
+
+
+def ensure_run(config: RunConfig, folder: Path) -> list[dict[str, Any]]:
+    """The run's ``results.json`` rows, training it first unless it finished before."""
+    results = folder / "results.json"
+    if not results.exists():
+        train(config, folder)
+    return json.loads(results.read_text())
+
+
+def cell_label(structure: str, budget: dict[str, float]) -> str:
+    (resource, value), *_ = budget.items()
+    return f"{structure}-{resource}{value:g}"
+
+
+def summarise_cell(runs: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Over seeds: the learned row (first), the best baseline on val, and their gap."""
+    learned = [rows[0] for rows in runs]
+    best = [best_baseline(rows) for rows in runs]
+    learned_test = [r["test_accuracy"] for r in learned]
+    best_test = [b["test_accuracy"] for b in best]
     return {
-        "env": env_id,
-        "task": task,
-        "flops": flops,
-        "seed": seed,
-        "timesteps": timesteps,
-        "wall_time": wall,
-        "learned": learned,
-        "projected": projected,
-        "best_baseline": best,
+        "feasible": statistics.fmean(r["feasible"] == 1.0 for r in learned),
+        "learned": learned_test,
+        "best": best_test,
+        "best_names": sorted({b["policy"] for b in best}),
+        "gap": [a - b for a, b in zip(learned_test, best_test, strict=True)],
+        "timesteps": learned[0]["timesteps"],
+        "train_time": statistics.fmean(r["train_time"] for r in learned),
     }
 
 
-def panning_runs(task: str, seed: int, timesteps: int, train_steps: int) -> list[dict]:
-    """Train one Panning agent, then compare it at every target (trained accuracy)."""
-    env_kwargs = {"iterations": 10, "target_range": (0.85, 0.99)}
-    start = time.perf_counter()
-    agent = PanningAgent(task, learning_starts=timesteps // 10, seed=seed, env_kwargs=env_kwargs)
-    agent.learn(timesteps)
-    wall = time.perf_counter() - start
-    rows = []
-    for target in PANNING_TARGETS:
-        env = gym.make("prune_gym/Panning-v0", task=task, target=target, iterations=10)
-        policies = {"panning-agent": agent.model}
-        policies |= {name: make_policy(name, env, seed=seed) for name in PANNING_BASELINES}
-        for name, policy in policies.items():
-            (record,) = evaluate(policy, env, 1, seed=seed, finetune_steps=train_steps)
-            rows.append(
-                {
-                    "task": task,
-                    "seed": seed,
-                    "target": target,
-                    "policy": name,
-                    "val_accuracy": record["val_accuracy"],
-                    "test_accuracy": record["test_accuracy"],
-                    "sparsity": record["sparsity"],
-                    "timesteps": timesteps,
-                    "wall_time": wall,
-                }
-            )
-    return rows
-
-
 def mean_std(values: list[float]) -> str:
-    """``mean ± std`` with three decimals."""
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
 
 
-def ppo_table(runs: list[dict]) -> str:
-    """One row per (env, task, budget): learned vs best baseline, over seeds."""
+def ratio_part(args: argparse.Namespace, part: str, action: str) -> str:
+    """Train every (task, cell, seed) with ``action``; the markdown table of the cells."""
     lines = [
-        "| env | task | flops budget | learned feasible | learned test acc. | learned MACs "
-        "| + projection feasible | + projection test acc. "
-        "| best baseline(s) | baseline test acc. | timesteps | train time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | cell | learned feasible | learned test | best fixed (on val) | best test "
+        "| gap (learned - best) | goal met | env steps | train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    keys = dict.fromkeys((r["env"], r["task"], r["flops"]) for r in runs)
-    for env_id, task, flops in keys:
-        group = [r for r in runs if (r["env"], r["task"], r["flops"]) == (env_id, task, flops)]
-        learned = [r["learned"] for r in group]
-        best = [r["best_baseline"] for r in group]
-        lines.append(
-            f"| {env_id.split('/')[1]} | {task} | {flops} "
-            f"| {statistics.fmean(x['feasible'] for x in learned):.0%} "
-            f"| {mean_std([x['test_accuracy'] for x in learned])} "
-            f"| {mean_std([x['macs_ratio'] for x in learned])} "
-            f"| {statistics.fmean(r['projected']['feasible'] for r in group):.0%} "
-            f"| {mean_std([r['projected']['test_accuracy'] for r in group])} "
-            f"| {', '.join(sorted({b['policy'] for b in best}))} "
-            f"| {mean_std([b['test_accuracy'] for b in best])} "
-            f"| {group[0]['timesteps']} | {statistics.fmean(r['wall_time'] for r in group):.0f} |"
-        )
+    for task in args.tasks:
+        for structure, budget in CELLS:
+            label = cell_label(structure, budget)
+            runs = [
+                ensure_run(
+                    RunConfig(
+                        task=task,
+                        budget=budget,
+                        seed=seed,
+                        timesteps=args.timesteps,
+                        env_kwargs={"structure": structure, "action": action}
+                        | ({} if action == "logits" else {"reference": "global"}),
+                    ),
+                    run_folder(args.out, part, f"{task}-{label}", seed),
+                )
+                for seed in range(args.seeds)
+            ]
+            cell = summarise_cell(runs)
+            met = cell["feasible"] == 1.0 and statistics.fmean(cell["gap"]) >= 0.0
+            lines.append(
+                f"| {task} | {label} | {cell['feasible']:.0%} | {mean_std(cell['learned'])} "
+                f"| {', '.join(cell['best_names'])} | {mean_std(cell['best'])} "
+                f"| {mean_std(cell['gap'])} | {'yes' if met else 'no'} | {cell['timesteps']} "
+                f"| {cell['train_time']:.0f} |"
+            )
+            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
-def panning_table(rows: list[dict]) -> str:
-    """Test accuracy after training, per task, target and policy, over seeds."""
-    policies = ["panning-agent", *PANNING_BASELINES]
+def panning_part(args: argparse.Namespace) -> str:
+    """The Panning agent vs the iterative baselines at each target; test accuracy."""
+    policies = ("learned (panning)", "iterative-snip", "iterative-grasp", "iterative-synflow")
+    policies += ("panning-handset", "random")
     lines = [
-        "| task | target | " + " | ".join(policies) + " |",
-        "|---|---|" + "---|" * len(policies),
+        "| task | target | " + " | ".join(policies) + " | best fixed (on val) | goal met |",
+        "|---|---|" + "---|" * (len(policies) + 2),
     ]
-    for task, target in dict.fromkeys((r["task"], r["target"]) for r in rows):
-        cells = [
-            mean_std(
-                [
-                    r["test_accuracy"]
-                    for r in rows
-                    if (r["task"], r["target"], r["policy"]) == (task, target, policy)
-                ]
+    for task in args.tasks:
+        for target in PANNING_TARGETS:
+            runs = [
+                ensure_run(
+                    RunConfig(
+                        agent="panning",
+                        task=task,
+                        budget={"params": round(1.0 - target, 6)},
+                        seed=seed,
+                        timesteps=args.panning_timesteps,
+                    ),
+                    run_folder(args.out, "panning", f"{task}-target{target:g}", seed),
+                )
+                for seed in range(args.seeds)
+            ]
+            by_policy = [{r["policy"]: r["test_accuracy"] for r in rows} for rows in runs]
+            cells = [mean_std([tests[p] for tests in by_policy]) for p in policies]
+            cell = summarise_cell(runs)
+            met = statistics.fmean(cell["gap"]) >= 0.0
+            lines.append(
+                f"| {task} | {target} | "
+                + " | ".join(cells)
+                + f" | {', '.join(cell['best_names'])} | {'yes' if met else 'no'} |"
             )
-            for policy in policies
-        ]
-        lines.append(f"| {task} | {target} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # one core per benchmark process: run parts side by side
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["ppo-lag", "lagrangian", "panning"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--timesteps", type=int, default=6000, help="PPO-Lagrangian steps")
-    parser.add_argument("--panning-timesteps", type=int, default=2000)
-    parser.add_argument("--train-steps", type=int, default=600, help="training of each mask")
-    parser.add_argument("--parts", nargs="+", default=["ppo-lag", "panning"])
-    parser.add_argument("--out", default="runs/agents")
+    parser.add_argument("--timesteps", type=int, default=2048, help="PPO-Lagrangian env steps")
+    parser.add_argument("--panning-timesteps", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=Path("runs/agents"))
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {}
+    sections = []
     if "ppo-lag" in args.parts:
-        results["ppo_lagrangian"] = [
-            ppo_lagrangian_run(env_id, task, flops, seed, args.timesteps)
-            for env_id in RATIO_ENVS
-            for task in TASKS
-            for flops in FLOPS_BUDGETS
-            for seed in range(args.seeds)
-        ]
-        print("## PPO-Lagrangian vs the best fixed-policy baseline\n")
-        print(ppo_table(results["ppo_lagrangian"]), flush=True)
+        table = ratio_part(args, "ppo-lag", "logits")
+        sections.append("## PPO-Lagrangian (density logits) vs the best fixed policy\n\n" + table)
+    if "lagrangian" in args.parts:
+        table = ratio_part(args, "lagrangian", "ratios")
+        sections.append("## PPO-Lagrangian (plain ratios) vs the best fixed policy\n\n" + table)
     if "panning" in args.parts:
-        results["panning"] = [
-            row
-            for task in TASKS
-            for seed in range(args.seeds)
-            for row in panning_runs(task, seed, args.panning_timesteps, args.train_steps)
-        ]
-        print("\n## Panning agent vs iterative baselines (test accuracy after training)\n")
-        print(panning_table(results["panning"]))
-    (out / f"agents-{'-'.join(args.parts)}.json").write_text(json.dumps(results))
+        sections.append("## Panning agent vs pruning-at-init baselines\n\n" + panning_part(args))
+    report = "\n\n".join(sections) + f"\n\nAnchors' steps: {ANCHORS}.\n"
+    (args.out / "agents_vs_baselines.md").write_text(report)
+    print("\n" + report)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ def _list(_args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     """Run a benchmark into ``--out``; exit code 1 if any run failed."""
+    import agents  # noqa: F401  (registers ppo-lag, so its zips load by name)
     from prune_gym.bench import (
         BenchSpec,
         RecordStore,
@@ -87,12 +89,26 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Train an agent into ``--out`` and print its table against the baselines."""
-    from agents.jobs import RunConfig, train
+    from agents.jobs import train
+    from agents.run_config import RunConfig
     from prune_gym.bench.spec import parse_budget
 
     budget = {}
     for text in args.budget or ["flops=0.5"]:
         budget |= parse_budget(text).limits
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"--env-kwargs {args.env_kwargs!r} must be a JSON object")
+    flags = {
+        "structure": args.structure,
+        "max_ratio": args.max_ratio,
+        "action": args.action,
+        "reference": args.reference,
+        "reward": args.reward,
+        "finetune_steps": args.reward_finetune_steps,
+    }
+    env_kwargs |= {key: value for key, value in flags.items() if value is not None}
+    optional = {"finetune_steps": args.finetune_steps, "eval_freq": args.eval_freq}
     config = RunConfig(
         env=args.env,
         task=args.task,
@@ -100,13 +116,13 @@ def _train(args: argparse.Namespace) -> int:
         agent=args.agent,
         timesteps=args.timesteps,
         seed=args.seed,
-        structure=args.structure,
+        env_kwargs=env_kwargs,
         lam=args.lam,
-        finetune_steps=args.finetune_steps,
         eval_episodes=args.episodes,
+        **{key: value for key, value in optional.items() if value is not None},
     )
     print(train(config, args.out))
-    print(f"model, TensorBoard logs, training.png and summary.md in {args.out}")
+    print(f"model.zip, run.json, results.json, summary.md and training.png in {args.out}")
     return 0
 
 
@@ -128,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser(
         "train",
         help="train an agent, then compare it with every baseline on the same budget",
-        description="With no options: PPO-Lagrangian on GlobalRatio-v0, digits-cnn, "
-        "flops budget 0.5 (a few minutes on 2 cores).",
+        description="With no options: PPO-Lagrangian on GlobalRatio-v0, digits-cnn, flops "
+        "budget 0.5, acting by density logits around the best fixed policy's allocation "
+        "(a few minutes on 2 cores).",
     )
     train.add_argument("--env", default="prune_gym/GlobalRatio-v0", help="environment id")
     train.add_argument("--task", default="digits-cnn", help="task name")
@@ -137,12 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", action="append", help="resource=fraction, repeatable (default flops=0.5)"
     )
     train.add_argument("--agent", default="ppo-lag", choices=("ppo-lag", "ppo", "panning"))
-    train.add_argument("--timesteps", type=int, default=6000)
+    train.add_argument("--timesteps", type=int, default=2048, help="env steps of training")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--structure", default="unstructured", choices=("unstructured", "channel"))
+    train.add_argument("--structure", choices=("unstructured", "channel"))
+    train.add_argument("--max-ratio", type=float, help="largest per-layer ratio an action maps to")
+    train.add_argument(
+        "--action", choices=("ratios", "logits"), help="GlobalRatio's action (default logits)"
+    )
+    train.add_argument(
+        "--reference",
+        help="logits' reference: best (the best fixed policy on val; default), global, erk, "
+        "uniform",
+    )
+    train.add_argument("--reward", choices=("accuracy", "loss"), help="default loss")
+    train.add_argument(
+        "--reward-finetune-steps", type=int, help="fine-tuning before each reward (default 10)"
+    )
+    train.add_argument("--env-kwargs", help="more env settings as a JSON object")
+    train.add_argument(
+        "--finetune-steps",
+        type=int,
+        help="training of every final mask before val/test accuracy (default 200)",
+    )
+    train.add_argument("--eval-freq", type=int, help="env steps between validation checks")
     train.add_argument("--lam", type=float, default=1.0, help="violation price for --agent ppo")
-    train.add_argument("--finetune-steps", type=int, default=0, help="before val/test accuracy")
-    train.add_argument("--episodes", type=int, default=5, help="evaluation episodes per policy")
+    train.add_argument("--episodes", type=int, default=1, help="evaluation episodes per policy")
     train.add_argument("--out", default="runs/train", help="output folder")
     train.set_defaults(run=_train)
     evaluation = verbs.add_parser(

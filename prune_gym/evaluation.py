@@ -16,7 +16,6 @@ import numpy as np
 
 from prune_gym.envs.context import PruningContext
 from prune_gym.pruning import MaskSet
-from prune_gym.tasks import evaluate_tensors
 
 #: per-episode fields copied from the final ``info`` into a record.
 INFO_FIELDS = (
@@ -46,20 +45,12 @@ class Policy(Protocol):
 def assess_masks(
     context: PruningContext, masks: MaskSet, finetune_steps: int = 0, seed: int = 0
 ) -> dict[str, float]:
-    """Val and test accuracy of the context's network under ``masks``.
+    """Val and test accuracy of the context's network under ``masks`` (``context.assess``).
 
     With ``finetune_steps`` > 0 the masked network is trained first; the shared model is
-    restored afterwards (``PruningContext.masked``).
+    restored afterwards (``PruningContext.masked``). Results are cached by mask.
     """
-    val, test = context.task.splits["val"], context.task.splits["test"]
-    with context.masked(masks, finetune_steps, seed) as model:
-        val_result = evaluate_tensors(model, val.inputs, val.targets)
-        test_result = evaluate_tensors(model, test.inputs, test.targets)
-    return {
-        "val_accuracy": val_result["accuracy"],
-        "val_loss": val_result["loss"],
-        "test_accuracy": test_result["accuracy"],
-    }
+    return context.assess(masks, finetune_steps, seed)
 
 
 def evaluate(

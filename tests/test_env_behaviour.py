@@ -215,3 +215,16 @@ def test_a_revisited_allocation_is_rewarded_from_the_cache_without_fine_tuning(m
     other = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=20).unwrapped
     other.reset(seed=2)
     assert other.step(action)[1] == first and calls == [1]  # shared by envs of one context
+
+
+@pytest.mark.parametrize("env_id", ["prune_gym/GlobalRatio-v0", "prune_gym/LayerRatio-v0"])
+def test_the_loss_reward_is_minus_the_reward_samples_cross_entropy(env_id):
+    env = gym.make(env_id, task="digits-mlp", reward="loss").unwrapped
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, reward, done, _, info = env.step(np.full(env.action_space.shape, 0.2, np.float32))
+    assert reward == -info["loss"] < 0
+    with env.context.masked(env.last_masks) as model:
+        expected = evaluate_tensors(model, env.context.reward_inputs, env.context.reward_targets)
+    assert info["loss"] == pytest.approx(expected["loss"])

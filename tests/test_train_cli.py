@@ -1,35 +1,82 @@
-"""prune-gym train / eval: the main job, on tiny budgets of timesteps."""
+"""prune-gym train / eval: the main job on small budgets, and train -> bench reproducibility."""
 
+import csv
 import json
 
 import pytest
 
-from agents.jobs import RunConfig, algorithm_kwargs
+from agents.run_config import RunConfig, algorithm_kwargs
 from prune_gym.cli import main
+
+BUDGET = ["--budget", "flops=0.5", "--budget", "params=0.6"]
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    args = ["train", "--task", "digits-mlp", "--budget", "flops=0.5", "--budget", "params=0.6"]
-    code = main([*args, "--timesteps", "256", "--episodes", "1", "--out", str(out)])
+    args = ["train", "--task", "digits-mlp", *BUDGET, "--timesteps", "256"]
+    code = main([*args, "--finetune-steps", "50", "--out", str(out)])
     return out, code
 
 
-def test_train_writes_model_logs_plot_and_a_table_against_every_baseline(trained_run, capsys):
+def test_train_writes_model_logs_plot_results_and_a_table_against_every_baseline(trained_run):
     out, code = trained_run
     assert code == 0
-    for name in ("model.zip", "run.json", "summary.md", "training.png", "history.json"):
-        assert (out / name).exists(), name
-    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+    for name in ("model.zip", "run.json", "results.json", "summary.md", "training.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert any(out.glob("events.out.tfevents.*"))
     summary = (out / "summary.md").read_text()
     for policy in ("learned (ppo-lag)", "random", "uniform", "erk", "global-magnitude", "snip"):
         assert f"| {policy}" in summary
-    history = json.loads((out / "history.json").read_text())
-    assert {"timesteps", "reward", "cost_flops", "lambda_flops", "lambda_params"} <= set(
-        history[-1]
+    rows = json.loads((out / "results.json").read_text())
+    learned = rows[0]
+    assert learned["policy"] == "learned (ppo-lag)" and learned["timesteps"] == 256
+    assert learned["feasible"] == 1.0  # density logits meet the budget by construction
+    for row in rows:
+        assert {"val_accuracy", "test_accuracy", "params_ratio", "macs_ratio", "wall_time"} <= set(
+            row
+        )
+        assert row["finetune_steps"] == 50
+    with (out / "progress.csv").open() as handle:
+        columns = set(next(csv.reader(handle)))
+    assert {"eval/val_accuracy", "train/lambda_flops", "rollout/ep_cost_params_mean"} <= columns
+
+
+def test_run_json_records_every_env_setting_and_the_reference(trained_run):
+    out, _ = trained_run
+    run = json.loads((out / "run.json").read_text())
+    assert run["budget"] == {"flops": 0.5, "params": 0.6} and run["algorithm"] == "ppo-lag"
+    settings = run["env_kwargs"]
+    assert settings["action"] == "logits" and settings["reward"] == "loss"
+    assert settings["finetune_steps"] == 10
+    reference = json.loads((out / "results.json").read_text())[0]["reference"]
+    rows = json.loads((out / "results.json").read_text())
+    baseline = next(r for r in rows if r["policy"] == reference)
+    assert settings["reference"] == baseline["ratios"]  # "best" resolved to that allocation
+    assert settings["max_ratio"] == 1.0  # as bench's one-shot methods, so numbers match
+
+
+def test_bench_reuses_the_run_and_gives_the_same_numbers(trained_run, tmp_path):
+    out, _ = trained_run
+    code = main(
+        [
+            *("bench", "--task", "digits-mlp", "--budgets", "flops=0.5+params=0.6"),
+            *("--methods", "erk", "--policy", str(out / "model.zip"), "--seeds", "1"),
+            *("--finetune-steps", "50", "--out", str(tmp_path)),
+        ]
     )
-    assert json.loads((out / "run.json").read_text())["budget"] == {"flops": 0.5, "params": 0.6}
+    assert code == 0
+    records = json.loads((tmp_path / "results.json").read_text())
+    benched = next(r for r in records if r["kind"] == "learned")
+    trained = json.loads((out / "results.json").read_text())[0]
+    for key in ("val_accuracy", "test_accuracy", "params_ratio", "macs_ratio"):
+        assert benched[key] == trained[key], key
+    assert benched["env"] == "prune_gym/GlobalRatio-v0"
+    assert benched["settings"]["policy_env_kwargs"]["action"] == "logits"
+    erk = next(r for r in records if r["method"] == "erk")
+    rows = json.loads((out / "results.json").read_text())
+    trained_erk = next(r for r in rows if r["policy"] == "erk")
+    assert erk["test_accuracy"] == trained_erk["test_accuracy"]  # same env settings, same seed
 
 
 def test_eval_reloads_the_run_and_reports_feasibility(trained_run, capsys):
@@ -45,32 +92,28 @@ def test_other_agents_train(agent, tmp_path):
     budget = "params=0.2" if agent == "panning" else "flops=0.5"
     code = main(
         [
-            "train",
-            "--agent",
-            agent,
-            "--task",
-            "digits-mlp",
-            "--budget",
-            budget,
-            "--timesteps",
-            "64",
-            "--episodes",
-            "1",
-            "--out",
-            str(tmp_path),
+            *("train", "--agent", agent, "--task", "digits-mlp", "--budget", budget),
+            *("--timesteps", "64", "--finetune-steps", "20", "--out", str(tmp_path)),
         ]
     )
     assert code == 0
     assert f"learned ({agent})" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "training.png").stat().st_size > 0
 
 
-def test_run_config_validation_and_hyperparameters():
+def test_run_config_validation_defaults_and_hyperparameters():
     with pytest.raises(ValueError, match="agent"):
         RunConfig(agent="dqn")
     with pytest.raises(ValueError, match="params"):
         RunConfig(agent="panning", budget={"flops": 0.5})
-    assert "lagrange_lr" in algorithm_kwargs(RunConfig())
-    assert "lagrange_lr" not in algorithm_kwargs(RunConfig(agent="ppo"))
+    with pytest.raises(ValueError, match="env_kwargs may not hold 'task'"):
+        RunConfig(env_kwargs={"task": "digits-mlp"})
+    assert RunConfig().env_settings()["reference"] == "best"
+    assert RunConfig(env_kwargs={"reward": "accuracy"}).env_settings()["reward"] == "accuracy"
+    panning = RunConfig(agent="panning", budget={"params": 0.1})
+    assert (RunConfig().finetune_steps, panning.finetune_steps) == (200, 600)
+    assert "lagrange_update" not in algorithm_kwargs(RunConfig())  # PPOLagrangian's defaults
+    assert "cost_window" not in algorithm_kwargs(RunConfig(agent="ppo"))
 
 
 def test_bad_input_gets_a_message_and_exit_code_2(tmp_path, capsys):

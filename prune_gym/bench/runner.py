@@ -22,6 +22,7 @@ import gymnasium as gym
 from tqdm import tqdm
 
 import prune_gym
+from prune_gym.algorithms import SavedRun, load_model
 from prune_gym.baselines import make_policy, supported_policies
 from prune_gym.baselines.methods import available_methods, run_method
 from prune_gym.bench.overlap import aligned_overlap
@@ -92,8 +93,13 @@ def run_settings(spec: BenchSpec, method: str, kind: str) -> dict[str, Any]:
         path = Path(method.removeprefix("policy:"))
         if not path.is_file():
             raise FileNotFoundError(f"policy zip {path} not found")
-        settings["policy_algorithm"] = spec.policy_algorithm
         settings["policy_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        saved = SavedRun.beside(path)
+        if saved is None:
+            settings["policy_algorithm"] = spec.policy_algorithm
+        else:  # it acts on the env it was trained on, whatever the spec's env
+            settings |= {"env": saved.env, "policy_algorithm": saved.algorithm}
+            settings |= {"policy_env_kwargs": saved.env_kwargs}
     return settings
 
 
@@ -190,16 +196,20 @@ class BenchmarkRunner:
         return record
 
     def _episode(self, run: Run, task: Task, budget: Budget) -> tuple[dict[str, Any], MaskSet]:
-        """A fixed or learned policy for one episode, then the shared fine-tuning budget."""
-        env = gym.make(
-            self.spec.env,
-            task=task,
-            budget=budget.limits,
-            structure=self.spec.structure,
-            max_ratio=self.spec.max_ratio,
-        )
+        """A fixed or learned policy for one episode, then the shared fine-tuning budget.
+
+        A learned policy with a ``run.json`` beside its zip acts on the env it was
+        trained on (its env id and settings, this run's task and budget).
+        """
+        saved = SavedRun.beside(run.policy_path) if run.kind == "learned" else None
+        if saved is None:
+            settings = {"structure": self.spec.structure, "max_ratio": self.spec.max_ratio}
+            env = gym.make(self.spec.env, task=task, budget=budget.limits, **settings)
+        else:
+            env = gym.make(saved.env, task=task, budget=budget.limits, **saved.env_kwargs)
         if run.kind == "learned":
-            policy = load_policy(run.policy_path, self.spec.policy_algorithm)
+            algorithm = self.spec.policy_algorithm if saved is None else saved.algorithm
+            policy = load_model(run.policy_path, algorithm)
         else:
             policy = make_policy(run.method, env, seed=run.seed)
         (record,) = evaluate(policy, env, 1, seed=run.seed, finetune_steps=self.spec.finetune_steps)
@@ -235,16 +245,6 @@ def mask_overlap(task: Task, masks: MaskSet) -> float | None:
     """Overlap with a planted teacher's mask, hidden units matched (None without a teacher)."""
     truth = getattr(task, "true_masks", None)
     return None if truth is None else aligned_overlap(masks, truth)
-
-
-def load_policy(path: str, algorithm: str) -> Any:
-    """A trained SB3 model from its zip (pickle inside: load only files you trust)."""
-    from stable_baselines3 import A2C, PPO, SAC, TD3
-
-    classes = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
-    if algorithm not in classes:
-        raise ValueError(f"policy algorithm {algorithm!r} unknown; expected {sorted(classes)}")
-    return classes[algorithm].load(path, device="cpu")
 
 
 def failure(error: BaseException) -> dict[str, Any]:

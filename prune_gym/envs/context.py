@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -100,8 +100,8 @@ class PruningContext:
         self.reward_inputs = val.inputs[index].to(self.device)
         self.reward_targets = val.targets[index].to(self.device)
         self._dense_latency: float | None = None
-        self._rewards: OrderedDict[tuple[str, int, int], dict[str, float]] = OrderedDict()
-        #: reward evaluations answered from the cache, and computed.
+        self._results: OrderedDict[tuple[str, str, int, int], dict[str, float]] = OrderedDict()
+        #: evaluations (rewards and assessments) answered from the cache, and computed.
         self.reward_hits = self.reward_misses = 0
 
     # scores and masks -------------------------------------------------------------------
@@ -161,15 +161,23 @@ class PruningContext:
     def masked(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> Iterator[nn.Module]:
         """The shared model under ``masks``, trained ``finetune_steps`` first, restored after.
 
-        Training uses the task's fine-tuning rate for a pretrained net and its training
-        rate for an initialisation; the original weights come back whatever happens, so
-        no episode or evaluation leaks into the next.
+        A pretrained net is fine-tuned at the task's fine-tuning rate; a mask on the
+        initialisation is trained with the recipe (its rate and schedule over the steps).
+        The original weights come back whatever happens, so no episode or evaluation
+        leaks into the next.
         """
         masks.apply(self.model)
         try:
             if finetune_steps > 0:
-                lr = self.task.recipe.lr if self.weights == "init" else None
-                self.task.finetune(self.model, masks, finetune_steps, seed=seed, lr=lr)
+                from_init = self.weights == "init"
+                self.task.finetune(
+                    self.model,
+                    masks,
+                    finetune_steps,
+                    seed=seed,
+                    lr=self.task.recipe.lr if from_init else None,
+                    schedule=from_init,
+                )
             yield self.model
         finally:
             if finetune_steps > 0:
@@ -181,17 +189,51 @@ class PruningContext:
         Remembered by mask (``MaskSet.digest``), steps and seed: an allocation revisited,
         by any env sharing this context, costs nothing.
         """
-        key = (masks.digest(), finetune_steps, seed)
-        if key in self._rewards:
+
+        def compute(model: nn.Module) -> dict[str, float]:
+            return evaluate_tensors(model, self.reward_inputs, self.reward_targets)
+
+        return self._remembered("reward", masks, finetune_steps, seed, compute)
+
+    def assess(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
+        """``val_accuracy``, ``val_loss`` and ``test_accuracy`` under ``masks`` (full splits).
+
+        The final measure of every policy, after ``finetune_steps`` of training; cached
+        like ``evaluate``. Nothing is selected on test: it is only reported.
+        """
+        val, test = self.task.splits["val"], self.task.splits["test"]
+
+        def compute(model: nn.Module) -> dict[str, float]:
+            val_result = evaluate_tensors(model, val.inputs, val.targets)
+            test_result = evaluate_tensors(model, test.inputs, test.targets)
+            return {
+                "val_accuracy": val_result["accuracy"],
+                "val_loss": val_result["loss"],
+                "test_accuracy": test_result["accuracy"],
+            }
+
+        return self._remembered("assessment", masks, finetune_steps, seed, compute)
+
+    def _remembered(
+        self,
+        kind: str,
+        masks: MaskSet,
+        finetune_steps: int,
+        seed: int,
+        compute: Callable[[nn.Module], dict[str, float]],
+    ) -> dict[str, float]:
+        """``compute`` on the model under ``masks`` (see ``masked``), or its remembered result."""
+        key = (kind, masks.digest(), finetune_steps, seed)
+        if key in self._results:
             self.reward_hits += 1
-            self._rewards.move_to_end(key)
-            return dict(self._rewards[key])
+            self._results.move_to_end(key)
+            return dict(self._results[key])
         self.reward_misses += 1
         with self.masked(masks, finetune_steps, seed) as model:
-            result = evaluate_tensors(model, self.reward_inputs, self.reward_targets)
-        self._rewards[key] = dict(result)
-        if len(self._rewards) > REWARD_CACHE_SIZE:
-            self._rewards.popitem(last=False)
+            result = compute(model)
+        self._results[key] = dict(result)
+        if len(self._results) > REWARD_CACHE_SIZE:
+            self._results.popitem(last=False)
         return result
 
     def restore_dense_weights(self) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from prune_gym.checks import check_choice, check_number
+from prune_gym.checks import check_choice, check_fraction, check_number
 from prune_gym.envs.allocations import REFERENCES, reference_ratios, rescaled_to_budget
 from prune_gym.envs.base import PruningEnv
 
@@ -28,7 +29,8 @@ class GlobalRatioEnv(PruningEnv):
 
     ``action="logits"``: feasible by construction and starting from a strong allocation.
     Entry l scales layer l's density in the ``reference`` allocation at the budget
-    (``"global"``: one threshold on ``rank_by`` scores; ``"erk"``; ``"uniform"``) by
+    (``"global"``: one threshold on ``rank_by`` scores; ``"erk"``; ``"uniform"``; or a
+    mapping layer name -> ratio, such as the best fixed policy's allocation) by
     ``density_factor ** a_l``; all densities are then multiplied by the one factor that
     puts params/flops exactly on the tightest budget. The zero action is the reference
     itself (its ratios clipped into [min_ratio, max_ratio], up to whole weights or
@@ -40,12 +42,14 @@ class GlobalRatioEnv(PruningEnv):
     def __init__(
         self,
         action: str = "ratios",
-        reference: str = "global",
+        reference: str | Mapping[str, float] = "global",
         density_factor: float = 4.0,
         **kwargs: Any,
     ) -> None:
         self.action_kind = check_choice(action, "action", ACTIONS)
-        self.reference = check_choice(reference, "reference", REFERENCES)
+        if not isinstance(reference, Mapping):
+            check_choice(reference, "reference", REFERENCES)
+        self.reference = reference
         self.density_factor = check_number(density_factor, "density_factor", 1.0, low_open=True)
         super().__init__(**kwargs)
         self._settings |= {
@@ -58,8 +62,20 @@ class GlobalRatioEnv(PruningEnv):
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
         self.reference_densities = None
         if self.action_kind == "logits":
-            ratios = reference_ratios(self, self.reference)
+            ratios = self._reference_ratios()
             self.reference_densities = 1.0 - np.clip(ratios, self.min_ratio, self.max_ratio)
+
+    def _reference_ratios(self) -> np.ndarray:
+        """The reference allocation over ``layer_names``, named or given layer by layer."""
+        if not isinstance(self.reference, Mapping):
+            return reference_ratios(self, self.reference)
+        if set(self.reference) != set(self.layer_names):
+            raise ValueError(
+                f"reference ratios name layers {sorted(self.reference)}; this env controls "
+                f"{self.layer_names}"
+            )
+        ratios = [check_fraction(self.reference[n], f"reference[{n!r}]") for n in self.layer_names]
+        return np.array(ratios)
 
     @property
     def prunes_to_budget(self) -> bool:
@@ -98,4 +114,4 @@ class GlobalRatioEnv(PruningEnv):
         masks = self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
         info = self.episode_info(masks, self.evaluate_masks(masks))
         info |= self.cost_info(info["used"])
-        return self._observation.copy(), float(info["accuracy"]), True, False, info
+        return self._observation.copy(), self.episode_reward(info), True, False, info

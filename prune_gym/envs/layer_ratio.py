@@ -108,4 +108,4 @@ class LayerRatioEnv(PruningEnv):
         info = self.episode_info(masks, self.evaluate_masks(masks))
         final = {r: used - self._spent.get(r, 0.0) for r, used in info["used"].items()}
         info |= self.cost_info(final)
-        return self._observation(), float(info["accuracy"]), True, False, info
+        return self._observation(), self.episode_reward(info), True, False, info

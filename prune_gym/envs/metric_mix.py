@@ -113,4 +113,4 @@ class MetricMixEnv(PruningEnv):
         info = self.episode_info(masks, self.evaluate_masks(masks))
         info |= self.cost_info(info["used"])
         info["metric_weights"] = dict(zip(self.metrics, weights.tolist(), strict=True))
-        return self._observation.copy(), float(info["accuracy"]), True, False, info
+        return self._observation.copy(), self.episode_reward(info), True, False, info

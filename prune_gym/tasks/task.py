@@ -224,13 +224,14 @@ class Task:
         *,
         lr: float | None = None,
         seed: int | None = None,
+        schedule: bool = False,
     ) -> nn.Module:
         """Apply ``masks`` and train ``steps`` steps on train, keeping pruned weights zero.
 
-        Uses the recipe's optimizer at a constant ``lr`` (default ``recipe.finetune_lr``,
-        else ``recipe.lr / 10``); ``masks.enforce`` runs after every step, optimizer
-        buffers included. Deterministic for a ``seed`` (default: the task's); returns the
-        model in eval mode.
+        Uses the recipe's optimizer at ``lr`` (default ``recipe.finetune_lr``, else
+        ``recipe.lr / 10``), constant unless ``schedule`` (the recipe's schedule over the
+        ``steps``); ``masks.enforce`` runs after every step, optimizer buffers included.
+        Deterministic for a ``seed`` (default: the task's); returns the model in eval mode.
         """
         if steps < 0:
             raise ValueError(f"steps={steps!r} must be >= 0")
@@ -242,7 +243,7 @@ class Task:
             steps,
             seed=self.seed if seed is None else seed,
             lr=self.recipe.default_finetune_lr if lr is None else lr,
-            schedule=False,
+            schedule=schedule,
             after_step=partial(_enforce, masks, model),
             desc=f"{self.name}: fine-tuning",
         )

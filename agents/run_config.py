@@ -1,0 +1,147 @@
+"""What defines a ``prune-gym train`` run, saved as ``run.json`` next to the model.
+
+``run.json`` holds every field of ``RunConfig`` with ``env_kwargs`` fully resolved (every
+env setting but task and budget), plus the ``algorithm`` that loads ``model.zip``: enough
+for ``prune-gym eval`` to redo the comparison and for ``prune-gym bench --policy`` to act
+with the policy exactly as it was trained. Hyperparameters come from
+``agents/zoo/hyperparams.yml``, so the CLI and the RL Zoo train the same agent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prune_gym.checks import check_choice, check_int, check_number
+from prune_gym.envs import check_env_id
+
+#: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
+AGENTS = {"ppo-lag": "ppo-lag", "ppo": "ppo", "panning": "td3"}
+PANNING_ENV = "prune_gym/Panning-v0"
+HYPERPARAMS = Path(__file__).with_name("zoo") / "hyperparams.yml"
+#: Zoo-file keys that are not algorithm keywords.
+ZOO_ONLY_KEYS = ("policy", "n_timesteps", "n_envs", "monitor_kwargs", "normalize")
+LAGRANGE_KEYS = ("lagrange_update", "lagrange_lr", "cost_window")
+#: the training env's settings unless given. The reward is minus the validation loss
+#: after 10 fine-tuning steps, the best rank correlation with the accuracy after full
+#: fine-tuning per unit of cost (``benchmarks/reward_fidelity.py``); GlobalRatio acts
+#: by density logits around the best fixed policy's allocation (``reference="best"``).
+#: ``max_ratio`` 1.0 is ``prune-gym bench``'s, so the fixed policies score the same there.
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prune_gym/GlobalRatio-v0": {
+        "action": "logits",
+        "reference": "best",
+        "reward": "loss",
+        "finetune_steps": 10,
+        "max_ratio": 1.0,
+    },
+    "prune_gym/LayerRatio-v0": {"reward": "loss", "finetune_steps": 10, "max_ratio": 1.0},
+    "prune_gym/MetricMix-v0": {"reward": "loss", "finetune_steps": 10, "max_ratio": 1.0},
+    PANNING_ENV: {"iterations": 10, "reward": "trained_accuracy", "train_steps": 100},
+}
+#: the shared training before val/test accuracy, for learned and fixed policies alike:
+#: fine-tuning of a pruned trained net, or training of a mask pruned at initialisation.
+DEFAULT_FINETUNE_STEPS = {"ppo-lag": 200, "ppo": 200, "panning": 600}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run (``run.json``).
+
+    :param env: the env id the agent trains on (Panning-v0 for ``agent="panning"``).
+    :param task: task name.
+    :param budget: resource -> limit; for Panning, ``{"params": 1 - target}``.
+    :param agent: ``ppo-lag`` (PPO-Lagrangian), ``ppo`` (PPO on ``LagrangianReward`` at
+        price ``lam``) or ``panning`` (TD3 on Panning-v0).
+    :param timesteps: env steps of training.
+    :param seed: seed of the agent, the envs and every evaluation.
+    :param env_kwargs: env settings beyond task and budget; ``ENV_DEFAULTS`` fill the rest.
+    :param finetune_steps: training of every final mask (learned and fixed policies)
+        before its val/test accuracy (default ``DEFAULT_FINETUNE_STEPS``); a mask pruned at
+        initialisation (Panning) is trained from it with the task's recipe.
+    :param eval_freq: env steps between validation checks of the learned policy (default
+        a tenth of ``timesteps``); the best check on val is the model kept.
+    :param lam: violation price for ``agent="ppo"``.
+    :param eval_episodes: episodes per policy in the comparison (episode i fine-tunes
+        with seed ``seed + i``; ``prune-gym bench`` at seed s equals episode 0).
+    """
+
+    env: str = "prune_gym/GlobalRatio-v0"
+    task: str = "digits-cnn"
+    budget: dict[str, float] = field(default_factory=lambda: {"flops": 0.5})
+    agent: str = "ppo-lag"
+    timesteps: int = 2048
+    seed: int = 0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    finetune_steps: int | None = None
+    eval_freq: int | None = None
+    lam: float = 1.0
+    eval_episodes: int = 1
+
+    def __post_init__(self) -> None:
+        check_choice(self.agent, "agent", AGENTS)
+        if self.agent == "panning":
+            self.env = PANNING_ENV
+            if set(self.budget) != {"params"}:
+                raise ValueError(
+                    "the Panning agent prunes to a target sparsity: give one --budget "
+                    f"params=<1 - target>, not {self.budget}"
+                )
+        check_env_id(self.env)
+        check_int(self.timesteps, "timesteps", low=1)
+        if self.finetune_steps is None:
+            self.finetune_steps = DEFAULT_FINETUNE_STEPS[self.agent]
+        check_int(self.finetune_steps, "finetune_steps", low=0)
+        check_int(self.eval_episodes, "eval_episodes", low=1)
+        check_number(self.lam, "lam", 0.0)
+        if self.eval_freq is None:
+            self.eval_freq = max(1, self.timesteps // 10)
+        check_int(self.eval_freq, "eval_freq", low=1)
+        for key in ("task", "budget"):
+            if key in self.env_kwargs:
+                raise ValueError(f"env_kwargs may not hold {key!r}: it is its own field")
+        self.env_kwargs = ENV_DEFAULTS.get(self.env, {}) | dict(self.env_kwargs)
+
+    @property
+    def algorithm(self) -> str:
+        """The ``prune_gym.algorithms`` name ``model.zip`` is loaded with."""
+        return AGENTS[self.agent]
+
+    def env_settings(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments of ``gymnasium.make(self.env, ...)``: task, budget and the rest."""
+        return {"task": self.task, "budget": self.budget} | self.env_kwargs | overrides
+
+    def to_json(self) -> str:
+        """``run.json``'s text: the fields, with the algorithm that loads the model."""
+        return json.dumps(asdict(self) | {"algorithm": self.algorithm}, indent=1)
+
+    @classmethod
+    def from_file(cls, path: Path) -> RunConfig:
+        """The config a ``run.json`` holds; ``ValueError`` naming the file if it is unusable."""
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read {path}: {error}") from error
+        accepted = [f.name for f in fields(cls)]
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} holds {raw!r}; a run.json is an object with {accepted}")
+        raw.pop("algorithm", None)  # derived from the agent
+        unknown = sorted(set(raw) - set(accepted))
+        if unknown:
+            raise ValueError(f"{path} holds unknown keys {unknown}; accepted: {accepted}")
+        return cls(**raw)
+
+
+def algorithm_kwargs(config: RunConfig) -> dict[str, Any]:
+    """Hyperparameters from ``agents/zoo/hyperparams.yml`` (one source for CLI and Zoo)."""
+    table = yaml.safe_load(HYPERPARAMS.read_text())
+    if config.env not in table:
+        raise ValueError(f"no hyperparameters for {config.env} in {HYPERPARAMS}")
+    kwargs = {k: v for k, v in table[config.env].items() if k not in ZOO_ONLY_KEYS}
+    if config.agent == "ppo":
+        kwargs = {k: v for k, v in kwargs.items() if k not in LAGRANGE_KEYS}
+    return kwargs

@@ -1,0 +1,70 @@
+"""Keep the training checkpoint whose deterministic policy does best on validation.
+
+The agent's reward is a cheap proxy (a few fine-tuning steps, the reward samples); what
+is reported is the accuracy after the shared fine-tuning budget. So during training the
+deterministic policy is assessed the way every policy is in the end (``evaluate`` with
+``finetune_steps``), on validation only, and the best checkpoint is the model kept: the
+choice is made on val, never on test. Checks start after the first update, so the
+untrained policy is never a candidate.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.callbacks import BaseCallback
+
+from prune_gym.evaluation import evaluate
+
+
+class ValidationSelection(BaseCallback):
+    """Every ``eval_freq`` env steps (and at the end), assess the deterministic policy on val.
+
+    The policy's weights at the best validation accuracy are restored when training
+    ends. ``history`` lists ``{"timesteps", "val_accuracy"}``, also logged as
+    ``eval/val_accuracy``. An allocation met before costs nothing (the context caches it).
+
+    :param env: an env with the training env's settings, for deterministic episodes.
+    :param finetune_steps: training of the final masks before their val accuracy.
+    :param eval_freq: env steps between checks.
+    :param seed: seed of the episodes and the fine-tuning (as in the final comparison).
+    """
+
+    def __init__(self, env: gym.Env, finetune_steps: int, eval_freq: int, seed: int) -> None:
+        super().__init__()
+        self.env = env
+        self.finetune_steps = finetune_steps
+        self.eval_freq = eval_freq
+        self.seed = seed
+        self.history: list[dict[str, Any]] = []
+        self.best_accuracy = -1.0
+        self._best_state: dict[str, Any] | None = None
+        self._last_check = 0
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.num_timesteps - self._last_check >= self.eval_freq:
+            self._check()
+
+    def _on_training_end(self) -> None:
+        if self._last_check != self.num_timesteps:
+            self._check()
+        if self._best_state is not None:
+            self.model.policy.load_state_dict(self._best_state)
+
+    def _check(self) -> None:
+        """Assess the current deterministic policy; remember its weights if best so far."""
+        self._last_check = self.num_timesteps
+        (record,) = evaluate(
+            self.model, self.env, 1, seed=self.seed, finetune_steps=self.finetune_steps
+        )
+        accuracy = record["val_accuracy"]
+        self.history.append({"timesteps": self.num_timesteps, "val_accuracy": accuracy})
+        self.logger.record("eval/val_accuracy", accuracy)
+        if accuracy > self.best_accuracy:
+            self.best_accuracy = accuracy
+            self._best_state = copy.deepcopy(self.model.policy.state_dict())

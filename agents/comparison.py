@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 import prune_gym  # noqa: F401  (registers the env ids)
 from agents.run_config import RunConfig
-from prune_gym.baselines import make_policy, supported_policies
+from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
 from prune_gym.evaluation import Policy, evaluate
 from prune_gym.wrappers import BudgetProjection
 
@@ -27,13 +27,18 @@ LEARNING_ONLY_SETTINGS = ("action", "reference", "density_factor")
 SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "macs_ratio", "params_ratio")
 
 
-def baseline_env(config: RunConfig) -> gym.Env:
-    """The training env's settings with plain ratio actions and no fine-tuning in the reward."""
+def baseline_env(config: RunConfig, policy: str | None = None) -> gym.Env:
+    """The training env's settings with plain ratio actions and no fine-tuning in the reward.
+
+    With a ``policy`` name, also the settings that policy needs (``policy_env_settings``).
+    """
     settings = {
         key: value
         for key, value in config.env_settings(finetune_steps=0).items()
         if key not in LEARNING_ONLY_SETTINGS
     }
+    if policy is not None:
+        settings |= policy_env_settings(policy)
     return gym.make(config.env, **settings)
 
 
@@ -57,12 +62,12 @@ def policy_row(
 
 def baseline_rows(config: RunConfig) -> list[dict[str, Any]]:
     """Every fixed policy of the env, assessed like the learned one."""
-    env = baseline_env(config)
-    names = supported_policies(env)
-    return [
-        policy_row(name, "baseline", make_policy(name, env, seed=config.seed), env, config)
-        for name in tqdm(names, desc="fixed policies", unit="policy")
-    ]
+    rows = []
+    names = supported_policies(baseline_env(config))
+    for name in tqdm(names, desc="fixed policies", unit="policy"):
+        env = baseline_env(config, name)
+        rows.append(policy_row(name, "baseline", make_policy(name, env, config.seed), env, config))
+    return rows
 
 
 def learned_rows(

@@ -32,6 +32,8 @@ from agents.ppo_lagrangian import PPOLagrangian
 from agents.run_config import RunConfig, algorithm_kwargs
 from agents.selection import ValidationSelection
 from prune_gym.algorithms import load_model
+from prune_gym.bench.plots import save_png
+from prune_gym.tasks import make as make_task
 from prune_gym.wrappers import CostMonitor, LagrangianReward
 
 
@@ -152,7 +154,9 @@ def train(config: RunConfig, out: str | Path) -> str:
         table += f"\nThe agent acted by density logits around `{reference}`'s allocation.\n"
     table += f"\nTraining: {config.timesteps} env steps in {wall:.0f} s.\n"
     (out / "summary.md").write_text(table)
-    plot_training(out / "progress.csv", config, rows, out / "training.png")
+    dense = make_task(config.task, seed=config.seed)
+    dense_val = dense.evaluate(dense.pretrained_model(), "val")["accuracy"]
+    plot_training(out / "progress.csv", config, rows, dense_val, out / "training.png")
     return table
 
 
@@ -188,13 +192,17 @@ def read_progress(path: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def plot_training(
-    progress: Path, config: RunConfig, rows: list[dict[str, Any]], path: Path
+    progress: Path,
+    config: RunConfig,
+    rows: list[dict[str, Any]],
+    dense_val_accuracy: float,
+    path: Path,
 ) -> None:
     """``training.png``: reward, val accuracy against references, costs, multipliers.
 
     Panels appear only for what the run logged (no multiplier panel without a
-    Lagrangian), so none is empty; the validation panel shows the best baseline's val
-    accuracy as a reference line.
+    Lagrangian), so none is empty; the validation panel shows the dense model's and the
+    best baseline's val accuracy as reference lines.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -222,6 +230,7 @@ def plot_training(
             best = best_baseline(rows)
             if best is not None:
                 ax.axhline(best["val_accuracy"], ls="--", color="gray", label=best["policy"])
+            ax.axhline(dense_val_accuracy, ls=":", color="black", label="dense")
             ax.set_ylabel(f"val acc. after\n{config.finetune_steps} steps")
             ax.legend(fontsize=7)
         elif panel == "costs":
@@ -244,4 +253,4 @@ def plot_training(
     axes[-1].set_xlabel("env steps")
     axes[0].set_title(f"{config.agent} on {config.env} ({config.task})", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path)
+    save_png(figure, path)

@@ -51,6 +51,8 @@ class SavedRun:
     algorithm: str
     env: str
     env_kwargs: dict[str, Any]
+    #: optimizer steps the agent's training spent fine-tuning for its rewards (at most).
+    train_steps: int = 0
 
     @classmethod
     def beside(cls, model_path: str | Path) -> SavedRun | None:
@@ -60,7 +62,9 @@ class SavedRun:
             return None
         try:
             raw = json.loads(path.read_text())
-            return cls(raw["algorithm"], raw["env"], dict(raw["env_kwargs"]))
+            env_kwargs = dict(raw["env_kwargs"])
+            steps = int(raw.get("timesteps", 0)) * int(env_kwargs.get("finetune_steps", 0))
+            return cls(raw["algorithm"], raw["env"], env_kwargs, steps)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(
                 f"{path} is not a run.json of prune-gym train (algorithm, env, env_kwargs): "

@@ -134,6 +134,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_budgets(text: str) -> tuple[int | str, ...]:
+    """``"200,matched"`` -> ``(200, "matched")`` (validated by ``BenchSpec``)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return tuple(item if item == "matched" else _integer(item) for item in items)
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps or matched") from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the console script, one sub-command per verb."""
     parser = argparse.ArgumentParser(
@@ -204,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     bench.add_argument("--env", help="env the one-shot methods act on (default GlobalRatio)")
     bench.add_argument("--structure", choices=("unstructured", "channel"))
-    bench.add_argument("--finetune-steps", type=int, help="fine-tuning after one-shot pruning")
+    bench.add_argument(
+        "--finetune-steps",
+        type=_finetune_budgets,
+        help="fine-tuning of every policy's masks: steps, comma-separated budgets, and/or "
+        "matched (GMP's total steps on the task), e.g. 200,matched (default 200)",
+    )
     bench.add_argument(
         "--max-ratio", type=float, help="largest per-layer ratio one-shot methods may use (1.0)"
     )

@@ -29,7 +29,7 @@ def executions(monkeypatch):
     original = bench_runner.BenchmarkRunner.execute
 
     def counting(self, run):
-        executed.append((run.method, run.seed, self.spec.finetune_steps))
+        executed.append((run.method, run.seed, run.settings.get("finetune_steps", 0)))
         return original(self, run)
 
     monkeypatch.setattr(bench_runner.BenchmarkRunner, "execute", counting)

@@ -175,9 +175,9 @@ def test_split_validates_dtypes_and_lengths():
 def test_teacher_splits_reproducible_balanced_and_margin_filtered():
     from prune_gym.tasks.models import planted_teacher
 
-    teacher, _ = planted_teacher()
-    train, test = data.teacher_splits(teacher, 32, 300, 100, seed=0)
-    train_again, _ = data.teacher_splits(teacher, 32, 300, 100, seed=0)
+    teacher, _, _ = planted_teacher()
+    train, test = data.teacher_splits(teacher, 64, 300, 100, seed=0)
+    train_again, _ = data.teacher_splits(teacher, 64, 300, 100, seed=0)
     assert torch.equal(train.inputs, train_again.inputs)
     assert torch.equal(train.targets, train_again.targets)
     assert (len(train), len(test)) == (300, 100)
@@ -186,7 +186,7 @@ def test_teacher_splits_reproducible_balanced_and_margin_filtered():
     with torch.no_grad():
         assert torch.equal(teacher(test.inputs).argmax(dim=1), test.targets)
     with pytest.raises(ValueError, match="keep_fraction=0"):
-        data.teacher_splits(teacher, 32, 300, 100, seed=0, keep_fraction=0)
+        data.teacher_splits(teacher, 64, 300, 100, seed=0, keep_fraction=0)
 
 
 def test_cifar10_task_trains_with_augmentation_on_tiny_files(tmp_path):

@@ -87,25 +87,44 @@ def test_mlp_validates_sizes():
 
 
 def test_planted_teacher_exact_density_and_reproducible():
-    teacher, masks = models.planted_teacher(density=0.1, seed=3)
-    again, masks_again = models.planted_teacher(density=0.1, seed=3)
+    teacher, masks, support = models.planted_teacher(density=0.1, seed=3, support_size=None)
+    again, masks_again, _ = models.planted_teacher(density=0.1, seed=3, support_size=None)
     student_names = [name for name, _ in prunable_layers(models.teacher_mlp())]
     assert list(masks) == student_names == ["fc1", "fc2", "fc3"]
+    assert support.tolist() == list(range(64))  # no support: every input is read
     for name, mask in masks.items():
         layer = getattr(teacher, name)
         assert int(mask.sum()) == round(0.1 * mask.numel())
         assert torch.equal(layer.weight != 0, mask)
         assert torch.equal(mask, masks_again[name])
         assert torch.equal(layer.weight, getattr(again, name).weight)
-    other, _ = models.planted_teacher(density=0.1, seed=4)
+    other, _, _ = models.planted_teacher(density=0.1, seed=4, support_size=None)
     assert not torch.equal(other.fc1.weight, teacher.fc1.weight)
     with pytest.raises(ValueError, match=r"density=1\.5"):
         models.planted_teacher(density=1.5)
+    with pytest.raises(ValueError, match="support_size=65"):
+        models.planted_teacher(support_size=65)
+
+
+def test_planted_teacher_reads_only_its_input_support():
+    teacher, masks, support = models.planted_teacher(seed=3)
+    _, _, again = models.planted_teacher(seed=3)
+    assert len(support) == 8 and torch.equal(support, again)
+    read = torch.nonzero(masks["fc1"].any(dim=0)).flatten()
+    assert torch.equal(read, support)  # the first layer reads the support and nothing else
+    assert bool(masks["fc1"][:, support].all())
+    assert int(masks["fc2"].sum()) == round(0.1 * 64 * 64)
+    inputs = torch.randn(100, 64, generator=torch.Generator().manual_seed(0))
+    shuffled = inputs.clone()
+    outside = [i for i in range(64) if i not in set(support.tolist())]
+    shuffled[:, outside] = torch.randn(100, len(outside))
+    with torch.no_grad():  # the labels ignore every input outside the support
+        assert torch.equal(teacher(inputs).argmax(dim=1), teacher(shuffled).argmax(dim=1))
 
 
 def test_planted_teacher_labels_are_balanced():
-    teacher, _ = models.planted_teacher()
-    inputs = torch.randn(5000, 32, generator=torch.Generator().manual_seed(11))
+    teacher, _, _ = models.planted_teacher()
+    inputs = torch.randn(5000, 64, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         counts = torch.bincount(teacher(inputs).argmax(dim=1), minlength=10)
     assert counts.min() > 0.07 * 5000 and counts.max() < 0.13 * 5000

@@ -7,7 +7,7 @@ import torch
 from stable_baselines3 import PPO
 from torch.nn.utils import prune
 
-from prune_gym.baselines import make_policy, supported_policies
+from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
 from prune_gym.baselines.policies import PANNING_STAGES
 from prune_gym.evaluation import evaluate
 from prune_gym.pruning import MaskSet, prunable_layers
@@ -24,8 +24,9 @@ ENVS = [
 @pytest.mark.parametrize("structure", ["unstructured", "channel"])
 @pytest.mark.parametrize(("env_id", "kwargs"), ENVS)
 def test_every_policy_meets_the_budget_on_every_env_it_supports(env_id, kwargs, structure, budget):
-    env = gym.make(env_id, task="digits-cnn", structure=structure, budget=budget, **kwargs)
-    for name in supported_policies(env):
+    settings = {"task": "digits-cnn", "structure": structure, "budget": budget, **kwargs}
+    for name in supported_policies(gym.make(env_id, **settings)):
+        env = gym.make(env_id, **settings | policy_env_settings(name))
         record = evaluate(make_policy(name, env), env, n_episodes=2)
         assert all(r["feasible"] for r in record), (name, [r["budget_violation"] for r in record])
         for resource, limit in budget.items():
@@ -110,3 +111,19 @@ def test_unknown_and_unsupported_policies_are_rejected():
         make_policy("erk", env)  # global mode only chooses a mix
     with pytest.raises(ValueError, match="n_episodes"):
         evaluate(make_policy("random", env), env, n_episodes=0)
+
+
+def test_random_weights_keeps_weights_at_random_and_needs_its_env():
+    settings = {"task": "digits-mlp", "budget": {"params": 0.2}}
+    with pytest.raises(ValueError, match="rank_by"):
+        make_policy("random-weights", gym.make("prune_gym/GlobalRatio-v0", **settings))
+    chosen = {}
+    for name in ("random-weights", "global-magnitude"):
+        env = gym.make("prune_gym/GlobalRatio-v0", **settings | policy_env_settings(name))
+        evaluate(make_policy(name, env), env)
+        chosen[name] = env.unwrapped.last_masks
+    random_kept, magnitude_kept = chosen["random-weights"], chosen["global-magnitude"]
+    ratios = np.array(list(random_kept.ratios().values()))
+    assert np.allclose(ratios, 0.8, atol=0.05)  # one random threshold: ~0.8 everywhere (3 sd)
+    shared = sum(int((random_kept[n] & magnitude_kept[n]).sum()) for n in random_kept)
+    assert shared / random_kept.num_kept() == pytest.approx(0.2, abs=0.03)  # chance overlap

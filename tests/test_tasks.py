@@ -289,7 +289,8 @@ def test_teacher_true_masks_match_the_student_and_label_the_data():
     assert list(task.true_masks.masks) == [name for name, _ in layers]
     for name, module in layers:
         assert task.true_masks.masks[name].shape == module.weight.shape
-    assert task.true_masks.sparsity() == task.true_sparsity == pytest.approx(0.9, abs=1e-3)
+    assert task.true_masks.sparsity() == task.true_sparsity == 1 - 986 / 8832
+    assert torch.equal(task.support, torch.nonzero(task.true_masks["fc1"].any(dim=0)).flatten())
     student.load_state_dict(task.teacher.state_dict())  # same architecture and layer names
     for split in ("train", "val", "test"):
         assert task.evaluate(student, split)["accuracy"] == 1.0
@@ -302,6 +303,6 @@ def test_teacher_labels_are_reproducible():
     assert torch.equal(first.splits["test"].inputs, second.splits["test"].inputs)
     assert torch.equal(first.splits["test"].targets, second.splits["test"].targets)
     assert not torch.equal(first.splits["test"].targets, other.splits["test"].targets)
-    dense = PlantedTeacherTask(density=0.25, n_train=300, n_test=100)
+    dense = PlantedTeacherTask(density=0.25, support_size=None, n_train=300, n_test=100)
     assert dense.true_sparsity == pytest.approx(0.75, abs=1e-3)
     assert dense.cache_key() != first.cache_key()

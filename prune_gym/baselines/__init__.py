@@ -4,6 +4,18 @@
 policies are evaluated alike (``prune_gym.evaluation.evaluate``).
 """
 
-from prune_gym.baselines.policies import ALL_POLICIES, FixedPolicy, make_policy, supported_policies
+from prune_gym.baselines.policies import (
+    ALL_POLICIES,
+    FixedPolicy,
+    make_policy,
+    policy_env_settings,
+    supported_policies,
+)
 
-__all__ = ["ALL_POLICIES", "FixedPolicy", "make_policy", "supported_policies"]
+__all__ = [
+    "ALL_POLICIES",
+    "FixedPolicy",
+    "make_policy",
+    "policy_env_settings",
+    "supported_policies",
+]

@@ -42,6 +42,12 @@ GLOBAL_METRIC = {
     "synflow": "synflow",
 }
 PANNING_METHODS = ("iterative-snip", "iterative-grasp", "iterative-synflow", "panning-handset")
+#: a truly random baseline: random scores, one global threshold (random weights anywhere),
+#: beside ``random`` (random per-layer ratios, magnitude inside each layer).
+RANDOM_WEIGHTS = "random-weights"
+#: settings a fixed policy needs its env made with: ``random-weights`` needs the env to
+#: rank the weights inside each layer by random scores too.
+POLICY_ENV_SETTINGS: dict[str, dict[str, str]] = {RANDOM_WEIGHTS: {"rank_by": "random"}}
 
 
 class FixedPolicy:
@@ -167,15 +173,22 @@ def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:
     return RatioPolicy(env, name, ratios, mix, seed)
 
 
+def policy_env_settings(name: str) -> dict[str, str]:
+    """Env settings policy ``name`` needs (merge them into the env's before making it)."""
+    return dict(POLICY_ENV_SETTINGS.get(name, {}))
+
+
 def supported_policies(env: gym.Env) -> tuple[str, ...]:
-    """The policy names ``make_policy`` accepts for this env."""
+    """The policy names ``make_policy`` accepts for this env (given ``policy_env_settings``)."""
     base = env.unwrapped
     if isinstance(base, PanningEnv):
         return ("random", *PANNING_METHODS)
     if isinstance(base, MetricMixEnv) and base.mode == "global":
         return ("random", *GLOBAL_METRIC)
-    if isinstance(base, (LayerRatioEnv, GlobalRatioEnv, MetricMixEnv)):
+    if isinstance(base, MetricMixEnv):
         return ("random", *RATIO_METHODS)
+    if isinstance(base, (LayerRatioEnv, GlobalRatioEnv)):
+        return ("random", RANDOM_WEIGHTS, *RATIO_METHODS)
     raise TypeError(f"no fixed policies for {type(base).__name__}; expected a prune-gym env")
 
 
@@ -188,8 +201,16 @@ def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
             f"choose one of {supported}"
         )
     base: PruningEnv = env.unwrapped
+    needed = policy_env_settings(name)
+    if needed.get("rank_by", base.context.rank_by) != base.context.rank_by:
+        raise ValueError(
+            f"policy {name!r} needs an env made with {needed} (see policy_env_settings); "
+            f"this one ranks weights by {base.context.rank_by!r}"
+        )
     if name == "random":
         return RandomPolicy(env, seed)
+    if name == RANDOM_WEIGHTS:
+        return RatioPolicy(env, name, global_ratios(base, "random"), None, seed)
     if name == "panning-handset":
         return PanningHandsetPolicy(env, seed)
     if name.startswith("iterative-"):
@@ -200,4 +221,4 @@ def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
 
 
 #: every policy name, for listings.
-ALL_POLICIES: tuple[str, ...] = ("random", *RATIO_METHODS, *PANNING_METHODS)
+ALL_POLICIES: tuple[str, ...] = ("random", RANDOM_WEIGHTS, *RATIO_METHODS, *PANNING_METHODS)

@@ -1,9 +1,12 @@
-"""How much of a planted teacher's mask a method recovered, up to hidden-unit order.
+"""How much of a planted teacher's structure a pruned student recovered.
 
-An MLP teacher fixes its sparse mask only up to a permutation of each hidden layer's
-units: a student that learned the same function with its units in another order has the
-same structure at other positions. So hidden units are first matched, layer by layer,
-to the teacher's (maximum agreement of their kept connections, Hungarian algorithm).
+``support_recovery``: the inputs the teacher reads are identifiable (inputs have no order
+to permute); the Jaccard index of the inputs the pruned student still reads with that
+support is 1 for exact recovery and ``k / d`` for a mask that reads every input.
+
+``aligned_overlap``: the whole mask, which an MLP teacher fixes only up to a permutation
+of each hidden layer's units, so hidden units are first matched, layer by layer, to the
+teacher's (maximum agreement of their kept connections, Hungarian algorithm).
 """
 
 from __future__ import annotations
@@ -37,3 +40,14 @@ def aligned_overlap(masks: MaskSet, truth: MaskSet) -> float:
         kept_both += int((student & teacher).sum())
         kept_either += int((student | teacher).sum())
     return kept_both / kept_either
+
+
+def read_inputs(masks: MaskSet, first_layer: str) -> set[int]:
+    """Input features with at least one kept weight in ``first_layer`` (Linear columns)."""
+    return set(torch.nonzero(masks[first_layer].any(dim=0)).flatten().tolist())
+
+
+def support_recovery(masks: MaskSet, support: torch.Tensor, first_layer: str) -> float:
+    """Jaccard index of the inputs ``masks`` still read with the planted ``support``."""
+    read, planted = read_inputs(masks, first_layer), set(support.tolist())
+    return len(read & planted) / len(read | planted)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import ttest_rel
+
+from prune_gym.bench.plots import accuracy_vs_compression, layer_densities
 from prune_gym.bench.store import write_atomically
 
 #: the DESIGN §8 columns first, then what identifies and explains a run.
@@ -38,28 +40,35 @@ COLUMNS = (
     "structure",
     "finetune_steps",
     "max_ratio",
+    "train_steps",
+    "val_samples",
+    "test_samples",
     "mask_overlap",
+    "support_recovery",
     "status",
     "error",
     "run_key",
 )
-SUMMARY_FIELDS = ("test_accuracy", "val_accuracy", "params_ratio", "macs_ratio")
+SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "params_ratio", "macs_ratio", "train_steps")
+#: p-value at or above which a method is marked as not distinguishable from the best.
+NOISE_LEVEL = 0.05
 #: settings holding a digest, shortened to this many characters in labels.
 DIGEST_CHARS = 8
 
 
-def variant_labels(records: list[dict[str, Any]]) -> dict[str, str]:
+def variant_labels(records: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> dict[str, str]:
     """Run key -> method name, suffixed with the settings that differ within its method.
 
     Within each (task, budget, method), settings with more than one value across the
     records are named in the label; a method run under one setting keeps its bare name.
+    Settings in ``ignore`` are left out (they do not change what is being shown).
     """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[record["task"], record["budget"], record["method"]].append(record)
     labels = {}
     for (_, _, method), group in groups.items():
-        names = sorted(set().union(*(r.get("settings", {}) for r in group)))
+        names = sorted(set().union(*(r.get("settings", {}) for r in group)) - set(ignore))
         differing = [
             name
             for name in names
@@ -96,7 +105,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Per (task, budget, method variant): mean/std of the summary fields, feasibility, runs."""
+    """Per (task, budget, method variant): mean/std of the fields, feasibility, seeds."""
     ok = [record for record in records if record.get("status") == "ok"]
     labels = variant_labels(ok)
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -105,45 +114,117 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[
     summary = {}
     for key, group in groups.items():
         row: dict[str, Any] = {"runs": len(group), "kind": group[0]["kind"]}
-        for field in SUMMARY_FIELDS:
-            row[field] = mean_std([r[field] for r in group])
+        for name in SUMMARY_FIELDS:
+            values = [r[name] for r in group if r.get(name) is not None]
+            row[name] = mean_std(values) if values else None
         row["feasible"] = sum(bool(r["feasible"]) for r in group) / len(group)
         row["dense_accuracy"] = mean_std([r["dense_accuracy"] for r in group])
-        overlaps = [r["mask_overlap"] for r in group if r.get("mask_overlap") is not None]
-        row["mask_overlap"] = mean_std(overlaps) if overlaps else None
+        for name in ("mask_overlap", "support_recovery"):
+            values = [r[name] for r in group if r.get(name) is not None]
+            row[name] = mean_std(values) if values else None
+        row["test_by_seed"] = {r["seed"]: r["test_accuracy"] for r in group}
         summary[key] = row
     return summary
+
+
+def best_on_val(rows: dict[str, dict[str, Any]]) -> str | None:
+    """The method with the best mean val accuracy among those feasible in every run."""
+    feasible = [m for m, row in rows.items() if row["feasible"] == 1.0]
+    return max(feasible, key=lambda m: rows[m]["val_accuracy"][0], default=None)
+
+
+def paired_p_value(ours: list[float], theirs: list[float]) -> float:
+    """Two-sided paired t-test p-value; 1 for equal pairs, 0 for one constant nonzero gap."""
+    gaps = [a - b for a, b in zip(ours, theirs, strict=True)]
+    if max(gaps) - min(gaps) <= 1e-12:  # no spread: the test's variance is 0
+        return 1.0 if abs(gaps[0]) <= 1e-12 else 0.0
+    return float(ttest_rel(ours, theirs).pvalue)
+
+
+def indistinguishable(row: dict[str, Any], best: dict[str, Any]) -> bool:
+    """Whether a two-sided paired t-test over common seeds keeps test accuracies equal.
+
+    Needs at least 3 seeds run by both.
+    """
+    seeds = sorted(set(row["test_by_seed"]) & set(best["test_by_seed"]))
+    if len(seeds) < 3:
+        return False
+    ours = [row["test_by_seed"][s] for s in seeds]
+    theirs = [best["test_by_seed"][s] for s in seeds]
+    return paired_p_value(ours, theirs) >= NOISE_LEVEL
 
 
 def _cell(pair: tuple[float, float] | None, digits: int = 4) -> str:
     return "n/a" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
+def _steps(pair: tuple[float, float] | None) -> str:
+    return "n/a" if pair is None else f"{pair[0]:,.0f}"
+
+
+def _sizes(records: list[dict[str, Any]]) -> str:
+    """``task val / test`` sample counts, as recorded."""
+    sizes = {
+        r["task"]: (r["val_samples"], r["test_samples"])
+        for r in records
+        if r.get("status") == "ok" and "val_samples" in r
+    }
+    return "; ".join(f"{task} {val} / {test}" for task, (val, test) in sizes.items())
+
+
 def write_summary(records: list[dict[str, Any]], path: Path) -> str:
-    """Write ``summary.md``: one table per task and budget, the best feasible method in bold."""
+    """Write ``summary.md``: per task and budget, methods by val accuracy, the best in bold."""
     summary = summarise(records)
-    lines = ["# Benchmark summary", ""]
-    lines.append(
-        "Mean ± std over seeds. Accuracy is test accuracy (reported only; nothing is "
-        "selected on test). **Bold**: best mean test accuracy among methods feasible in "
-        "every run."
-    )
+    lines = [
+        "# Benchmark summary",
+        "",
+        "Mean ± std over seeds. *val acc.*: accuracy on the validation split, the only "
+        "selection criterion. *test acc.*: accuracy on the test split, reported only. Both "
+        "after the method's fine-tuning or training. *params ratio*: kept prunable weights / "
+        "dense; *MACs ratio*: nonzero MACs / dense (structural with channels). *train "
+        "steps*: optimizer steps spent after dense pre-training, fine-tuning included (for a "
+        "learned policy, its rewards' fine-tuning too, at most). *feasible*: share of runs "
+        "within the budget. **Bold**: best mean val accuracy among methods feasible in every "
+        "run. ≈: not distinguishable from the bold method (two-sided paired t-test over "
+        f"seeds on test accuracy, p >= {NOISE_LEVEL}; needs >= 3 common seeds).",
+    ]
+    if sizes := _sizes(records):
+        lines += ["", f"Validation / test samples: {sizes}."]
     for task, budget in dict.fromkeys((t, b) for t, b, _ in summary):
         rows = {m: r for (t, b, m), r in summary.items() if (t, b) == (task, budget)}
+        best = best_on_val(rows)
         dense = next(iter(rows.values()))["dense_accuracy"]
-        feasible = [m for m, r in rows.items() if r["feasible"] == 1.0]
-        best = max(feasible, key=lambda m: rows[m]["test_accuracy"][0], default=None)
-        lines += ["", f"## {task}, budget {budget} (dense test accuracy {_cell(dense)})", ""]
-        header = "| method | kind | test acc. | val acc. | params ratio | MACs ratio | feasible |"
-        lines += [header + " teacher overlap | runs |", "|---|---|---|---|---|---|---|---|---|"]
-        for method, row in sorted(rows.items(), key=lambda item: -item[1]["test_accuracy"][0]):
-            name = f"**{method}**" if method == best else method
-            lines.append(
-                f"| {name} | {row['kind']} | {_cell(row['test_accuracy'])} | "
-                f"{_cell(row['val_accuracy'])} | {_cell(row['params_ratio'])} | "
-                f"{_cell(row['macs_ratio'])} | {row['feasible']:.0%} | "
-                f"{_cell(row['mask_overlap'], 3)} | {row['runs']} |"
+        extra = [
+            (name, title)
+            for name, title in (
+                ("support_recovery", "support recovery"),
+                ("mask_overlap", "teacher overlap"),
             )
+            if any(row[name] is not None for row in rows.values())
+        ]
+        lines += ["", f"## {task}, budget {budget} (dense test accuracy {_cell(dense)})", ""]
+        header = "| method | kind | val acc. | test acc. | params ratio | MACs ratio | train steps "
+        header += "| feasible | " + "".join(f"{title} | " for _, title in extra) + "runs |"
+        lines += [header, "|" + "---|" * (9 + len(extra))]
+        for method, row in sorted(rows.items(), key=lambda item: -item[1]["val_accuracy"][0]):
+            name = method
+            if method == best:
+                name = f"**{method}**"
+            elif best is not None and indistinguishable(row, rows[best]):
+                name = f"{method} ≈"
+            cells = [
+                name,
+                row["kind"],
+                _cell(row["val_accuracy"]),
+                _cell(row["test_accuracy"]),
+                _cell(row["params_ratio"]),
+                _cell(row["macs_ratio"]),
+                _steps(row["train_steps"]),
+                f"{row['feasible']:.0%}",
+                *(_cell(row[key], 3) for key, _ in extra),
+                str(row["runs"]),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
         lines += ["", f"## Failed runs ({len(failed)})", ""]
@@ -156,79 +237,6 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     return text
 
 
-def plot_accuracy_vs_compression(records: list[dict[str, Any]], path: Path) -> None:
-    """Test accuracy (mean ± std) against compression = 1 / params ratio, a line per method."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    summary = summarise(records)
-    tasks = list(dict.fromkeys(t for t, _, _ in summary))
-    figure = Figure(figsize=(8.0, 3.8 * len(tasks)), dpi=100)
-    FigureCanvasAgg(figure)
-    for index, task in enumerate(tasks, start=1):
-        axes = figure.add_subplot(len(tasks), 1, index)
-        for method in dict.fromkeys(m for t, _, m in summary if t == task):
-            rows = sorted(
-                (r for (t, _, m), r in summary.items() if t == task and m == method),
-                key=lambda r: r["params_ratio"][0],
-                reverse=True,
-            )
-            x = [1.0 / r["params_ratio"][0] for r in rows]
-            y = [r["test_accuracy"][0] for r in rows]
-            err = [r["test_accuracy"][1] for r in rows]
-            axes.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=method)
-        axes.set_xscale("log", base=2)
-        axes.set_xlabel("compression (dense params / kept params)")
-        axes.set_ylabel("test accuracy")
-        axes.set_title(task)
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.tight_layout()
-    save_png(figure, path)
-
-
-def plot_layer_ratios(records: list[dict[str, Any]], path: Path) -> None:
-    """Mean per-layer pruning ratio of every method, one panel per task and budget."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    ok = [record for record in records if record.get("status") == "ok" and record.get("ratios")]
-    labels = variant_labels(ok)
-    groups: dict[tuple[str, str], dict[str, list[dict[str, float]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for record in ok:
-        groups[record["task"], record["budget"]][labels[record["run_key"]]].append(record["ratios"])
-    figure = Figure(figsize=(9.0, 3.2 * max(len(groups), 1)), dpi=100)
-    FigureCanvasAgg(figure)
-    for index, ((task, budget), methods) in enumerate(groups.items(), start=1):
-        axes = figure.add_subplot(max(len(groups), 1), 1, index)
-        # a variant that does not control a layer (channel runs: the output layer) has no bar
-        layers = list(dict.fromkeys(name for runs in methods.values() for r in runs for name in r))
-        width = 0.8 / len(methods)
-        for offset, (method, runs) in enumerate(methods.items()):
-            means = [
-                statistics.fmean(r[layer] for r in runs) if layer in runs[0] else math.nan
-                for layer in layers
-            ]
-            positions = [i + offset * width for i in range(len(layers))]
-            axes.bar(positions, means, width=width, label=method)
-        axes.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers, fontsize=7)
-        axes.set_ylim(0, 1)
-        axes.set_ylabel("pruning ratio")
-        axes.set_title(f"{task}, {budget}", fontsize=9)
-        axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.tight_layout()
-    save_png(figure, path)
-
-
-def save_png(figure: Any, path: Path) -> None:
-    """Save a matplotlib figure as PNG through a temporary file, so no half image remains."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png")
-    temporary.replace(path)
-
-
 def write_report(records: list[dict[str, Any]], out_dir: Path) -> str:
     """Rebuild every report in ``out_dir`` from ``records``: tables, summary and plots.
 
@@ -237,7 +245,10 @@ def write_report(records: list[dict[str, Any]], out_dir: Path) -> str:
     """
     write_tables(records, out_dir)
     text = write_summary(records, out_dir / "summary.md")
-    if any(r.get("status") == "ok" for r in records):
-        plot_accuracy_vs_compression(records, out_dir / "accuracy_vs_compression.png")
-        plot_layer_ratios(records, out_dir / "layer_ratios.png")
+    ok = [record for record in records if record.get("status") == "ok"]
+    if ok:
+        accuracy_vs_compression(summarise(records), out_dir / "accuracy_vs_compression.png")
+        with_ratios = [record for record in ok if record.get("ratios")]
+        labels = variant_labels(ok, ignore=("finetune_steps",))  # same allocation
+        layer_densities(with_ratios, labels, out_dir / "layer_ratios.png")
     return text

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 import prune_gym
 from prune_gym.algorithms import SavedRun, load_model
-from prune_gym.baselines import make_policy, supported_policies
-from prune_gym.baselines.methods import available_methods, run_method
-from prune_gym.bench.overlap import aligned_overlap
-from prune_gym.bench.spec import BenchSpec, parse_budget
+from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
+from prune_gym.baselines.methods import available_methods, method_steps, run_method
+from prune_gym.bench.overlap import aligned_overlap, support_recovery
+from prune_gym.bench.spec import MATCHED, BenchSpec, parse_budget
 from prune_gym.bench.store import RecordStore, latest_records
 from prune_gym.evaluation import evaluate
 from prune_gym.pruning import Budget, MaskSet
@@ -75,20 +75,25 @@ def run_key(identity: dict[str, Any], settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def run_settings(spec: BenchSpec, method: str, kind: str) -> dict[str, Any]:
+def run_settings(
+    spec: BenchSpec, method: str, kind: str, finetune_steps: int = 0
+) -> dict[str, Any]:
     """The settings of ``spec`` that a run of ``method`` depends on.
 
     Training-time methods depend on their options only; policies (fixed and learned) on
-    the env they act on and the shared fine-tuning; a learned policy on its zip's bytes.
+    the env they act on (with what the policy needs, ``policy_env_settings``) and their
+    ``finetune_steps``; a learned policy on its zip's bytes and its ``run.json``.
     """
     if kind == "training":
         return {"method_options": dict(spec.method_overrides.get(method, {}))}
     settings: dict[str, Any] = {
         "env": spec.env,
         "structure": spec.structure,
-        "finetune_steps": spec.finetune_steps,
+        "finetune_steps": finetune_steps,
         "max_ratio": spec.max_ratio,
     }
+    if kind == "one-shot":
+        settings |= policy_env_settings(method)
     if kind == "learned":
         path = Path(method.removeprefix("policy:"))
         if not path.is_file():
@@ -100,7 +105,18 @@ def run_settings(spec: BenchSpec, method: str, kind: str) -> dict[str, Any]:
         else:  # it acts on the env it was trained on, whatever the spec's env
             settings |= {"env": saved.env, "policy_algorithm": saved.algorithm}
             settings |= {"policy_env_kwargs": saved.env_kwargs}
+            settings["agent_train_steps"] = saved.train_steps
     return settings
+
+
+def finetune_budgets(spec: BenchSpec, task: str) -> list[int]:
+    """The spec's fine-tuning budgets on ``task``, ``"matched"`` resolved to GMP's steps."""
+    budgets = []
+    for budget in spec.finetune_steps:
+        if budget == MATCHED:
+            budget = method_steps("gmp", task, **spec.method_overrides.get("gmp", {}))
+        budgets.append(budget)
+    return list(dict.fromkeys(budgets))
 
 
 def plan(spec: BenchSpec) -> list[Run]:
@@ -125,14 +141,20 @@ def plan(spec: BenchSpec) -> list[Run]:
             )
     methods += [(f"policy:{path}", "learned") for path in spec.policies]
     unique = list(dict.fromkeys(methods))
-    settings = {(method, kind): run_settings(spec, method, kind) for method, kind in unique}
-    return [
-        Run(task, budget, method, seed, kind, settings[method, kind])
-        for task in spec.tasks
-        for budget in spec.budgets
-        for method, kind in unique
-        for seed in range(spec.seeds)
-    ]
+    runs = []
+    for task in spec.tasks:
+        variants = [
+            (method, kind, run_settings(spec, method, kind, steps))
+            for method, kind in unique
+            for steps in ([0] if kind == "training" else finetune_budgets(spec, task))
+        ]
+        runs += [
+            Run(task, budget, method, seed, kind, settings)
+            for budget in spec.budgets
+            for method, kind, settings in variants
+            for seed in range(spec.seeds)
+        ]
+    return runs
 
 
 class BenchmarkRunner:
@@ -143,6 +165,7 @@ class BenchmarkRunner:
         self._tasks: dict[tuple[str, int], Task] = {}
         self._definitions: dict[tuple[str, int], str] = {}
         self._dense: dict[tuple[str, int], float] = {}
+        self._layers: dict[str, dict[str, str]] = {}
 
     def task(self, name: str, seed: int) -> Task:
         """The task ``name`` at ``seed``, built once."""
@@ -156,6 +179,13 @@ class BenchmarkRunner:
             task = self.task(name, seed)
             self._dense[name, seed] = task.evaluate(task.pretrained_model(), "test")["accuracy"]
         return self._dense[name, seed]
+
+    def layer_descriptions(self, name: str, seed: int) -> dict[str, str]:
+        """Prunable layer name -> a short description (``conv 16→32 3x3``), for reports."""
+        if name not in self._layers:
+            layers = self.task(name, seed).cost_model().layers
+            self._layers[name] = {layer.name: layer.description() for layer in layers}
+        return self._layers[name]
 
     def identify(self, run: Run) -> dict[str, Any]:
         """The record fields naming ``run``: coordinates, full settings and ``run_key``.
@@ -181,14 +211,19 @@ class BenchmarkRunner:
             record, masks = self._training(run, task, budget)
         else:
             record, masks = self._episode(run, task, budget)
+        splits = task.splits
         record |= {
-            "env": self.spec.env if run.kind != "training" else "",
+            "env": run.settings.get("env", ""),
             "structure": masks.structure,
-            "finetune_steps": self.spec.finetune_steps if run.kind != "training" else 0,
-            "max_ratio": self.spec.max_ratio if run.kind != "training" else None,
+            "finetune_steps": run.settings.get("finetune_steps", 0),
+            "max_ratio": run.settings.get("max_ratio"),
+            "val_samples": len(splits["val"]),
+            "test_samples": len(splits["test"]),
+            "layers": self.layer_descriptions(run.task, run.seed),
             "dense_accuracy": dense_accuracy,
             "speedup": 1.0 / record["macs_ratio"] if record["macs_ratio"] > 0 else float("inf"),
             "mask_overlap": mask_overlap(task, masks),
+            "support_recovery": planted_support_recovery(task, masks),
             "status": "ok",
             "error": "",
             "wall_time": time.perf_counter() - start,
@@ -204,6 +239,7 @@ class BenchmarkRunner:
         saved = SavedRun.beside(run.policy_path) if run.kind == "learned" else None
         if saved is None:
             settings = {"structure": self.spec.structure, "max_ratio": self.spec.max_ratio}
+            settings |= policy_env_settings(run.method) if run.kind == "one-shot" else {}
             env = gym.make(self.spec.env, task=task, budget=budget.limits, **settings)
         else:
             env = gym.make(saved.env, task=task, budget=budget.limits, **saved.env_kwargs)
@@ -212,7 +248,11 @@ class BenchmarkRunner:
             policy = load_model(run.policy_path, algorithm)
         else:
             policy = make_policy(run.method, env, seed=run.seed)
-        (record,) = evaluate(policy, env, 1, seed=run.seed, finetune_steps=self.spec.finetune_steps)
+        steps = run.settings["finetune_steps"]
+        (record,) = evaluate(policy, env, 1, seed=run.seed, finetune_steps=steps)
+        # optimizer steps spent: the final fine-tuning, and a learned policy's training (its
+        # rewards' fine-tuning: an upper bound, as rewards of masks seen before are cached)
+        record["train_steps"] = steps + run.settings.get("agent_train_steps", 0)
         return record, env.unwrapped.last_masks
 
     def _training(self, run: Run, task: Task, budget: Budget) -> tuple[dict[str, Any], MaskSet]:
@@ -237,8 +277,17 @@ class BenchmarkRunner:
             "budget_violation": violation,
             "feasible": violation <= 0.0,
             "ratios": result.masks.ratios(),
+            "train_steps": result.train_steps,
         }
         return record, result.masks
+
+
+def planted_support_recovery(task: Task, masks: MaskSet) -> float | None:
+    """Recovery of a planted teacher's input support (None without a teacher)."""
+    support = getattr(task, "support", None)
+    if support is None:
+        return None
+    return support_recovery(masks, support, next(iter(task.true_masks.masks)))
 
 
 def mask_overlap(task: Task, masks: MaskSet) -> float | None:

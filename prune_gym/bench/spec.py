@@ -13,6 +13,8 @@ from prune_gym.checks import check_fraction, check_int
 from prune_gym.envs import check_env_id
 from prune_gym.pruning import Budget
 
+#: a fine-tuning budget equal to GMP's total optimizer steps on the task (``--finetune-steps``).
+MATCHED = "matched"
 #: ``--budgets sweep``: parameter budgets at compression 2, 4, 8, 16, 32 and 64.
 SWEEP = tuple(f"params={1 / c:g}" for c in (2, 4, 8, 16, 32, 64))
 SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
@@ -46,7 +48,10 @@ class BenchSpec:
     seeds: int = 3
     env: str = "prune_gym/GlobalRatio-v0"
     structure: str = "unstructured"
-    finetune_steps: int = 200
+    #: fine-tuning of every policy's final masks, one or several budgets; ``"matched"`` is
+    #: GMP's total optimizer steps on the task, so one-shot and training-time methods
+    #: compare at equal compute.
+    finetune_steps: int | str | tuple[int | str, ...] = 200
     #: one-shot methods may prune a layer up to this ratio (envs default to 0.99 for agents).
     max_ratio: float = 1.0
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -57,7 +62,14 @@ class BenchSpec:
         if not self.tasks or not self.budgets or not self.methods:
             raise ValueError(f"a benchmark needs tasks, budgets and methods; got {self}")
         check_int(self.seeds, "seeds", low=1)
-        check_int(self.finetune_steps, "finetune_steps", low=0)
+        budgets = self.finetune_steps
+        budgets = tuple(budgets) if isinstance(budgets, (tuple, list)) else (budgets,)
+        if not budgets:
+            raise ValueError("finetune_steps names no budget; e.g. 200 or [200, matched]")
+        budgets = tuple(
+            b if b == MATCHED else check_int(b, "finetune_steps", low=0) for b in budgets
+        )
+        object.__setattr__(self, "finetune_steps", budgets)
         check_fraction(self.max_ratio, "max_ratio")
         check_env_id(self.env)
         for budget in self.budgets:

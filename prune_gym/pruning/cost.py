@@ -70,6 +70,13 @@ class LayerCost:
     stride: tuple[int, ...]
     output_size: tuple[int, ...]
 
+    def description(self) -> str:
+        """A short label for reports: ``conv 16→32 3x3``, ``linear 512→64``."""
+        text = f"{self.kind} {self.in_channels}→{self.out_channels}"
+        if self.kind == "linear":
+            return text
+        return f"{text} {'x'.join(map(str, self.kernel_size))}"
+
 
 class CostModel:
     """Per-layer dense costs of one architecture, measured once with one forward pass.

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 #: Layer widths of the planted-teacher MLP (input, hidden..., classes).
-TEACHER_SIZES = (32, 64, 64, 10)
+TEACHER_SIZES = (64, 64, 64, 10)
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -62,41 +62,83 @@ def digits_cnn() -> nn.Sequential:
     )
 
 
+def mnist1d_mlp() -> nn.Sequential:
+    """MLP 40-100-100-10 of the MNIST-1D paper (Greydanus, 2020) for its 40-sample signals."""
+    return mlp((40, 100, 100, 10))
+
+
+def mnist1d_cnn() -> nn.Sequential:
+    """The MNIST-1D paper's CNN: three Conv1d of 25 channels, stride 2, then a Linear layer.
+
+    Signals ``(40,)`` are read as one channel; lengths go 40 -> 19 -> 10 -> 5.
+    """
+    return nn.Sequential(
+        OrderedDict(
+            channel=nn.Unflatten(1, (1, 40)),
+            conv1=nn.Conv1d(1, 25, 5, stride=2, padding=1),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv1d(25, 25, 3, stride=2, padding=1),
+            relu2=nn.ReLU(),
+            conv3=nn.Conv1d(25, 25, 3, stride=2, padding=1),
+            relu3=nn.ReLU(),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(25 * 5, 10),
+        )
+    )
+
+
 def teacher_mlp() -> nn.Sequential:
     """The student of the planted-teacher task: ``mlp(TEACHER_SIZES)``, same layer names."""
     return mlp(TEACHER_SIZES)
 
 
 def planted_teacher(
-    sizes: Sequence[int] = TEACHER_SIZES, density: float = 0.1, seed: int = 0
-) -> tuple[nn.Sequential, dict[str, torch.Tensor]]:
-    """A random sparse ``mlp(sizes)`` and its masks (layer name -> bool, True = kept).
+    sizes: Sequence[int] = TEACHER_SIZES,
+    density: float = 0.1,
+    seed: int = 0,
+    support_size: int | None = 8,
+) -> tuple[nn.Sequential, dict[str, torch.Tensor], torch.Tensor]:
+    """A random sparse ``mlp(sizes)``, its masks (layer name -> bool) and its input support.
 
-    Each layer keeps exactly ``round(density * numel)`` Gaussian weights (He-scaled by the
-    kept fan-in). Hidden biases are zero; the output bias is tuned on a Gaussian sample so
-    that the argmax labels are spread evenly over the classes.
+    The first layer reads only ``support_size`` of the inputs (random ones, all their
+    weights kept; ``None`` reads every input at ``density``); every other layer keeps
+    exactly ``round(density * numel)`` weights. Weights are Gaussian, He-scaled by the kept
+    fan-in; hidden biases are zero; the output bias is tuned on a Gaussian sample so that
+    the argmax labels are spread evenly over the classes. The support (sorted input
+    indices) is what a pruned student can recover without ambiguity: unlike hidden
+    units, inputs have no order to permute.
     """
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density={density!r} must be in (0, 1]")
+    inputs = int(sizes[0])
+    if support_size is not None and not 1 <= support_size <= inputs:
+        raise ValueError(f"support_size={support_size!r} must be between 1 and {inputs} inputs")
     generator = torch.Generator().manual_seed(seed)
+    support = torch.randperm(inputs, generator=generator)[: support_size or inputs].sort().values
     teacher = mlp(sizes)
     masks: dict[str, torch.Tensor] = {}
+    linear = [
+        (name, layer) for name, layer in teacher.named_children() if isinstance(layer, nn.Linear)
+    ]
     with torch.no_grad():
-        for name, layer in teacher.named_children():
-            if not isinstance(layer, nn.Linear):
-                continue
+        for index, (name, layer) in enumerate(linear):
             numel = layer.weight.numel()
-            kept = torch.randperm(numel, generator=generator)[: max(1, round(density * numel))]
-            mask = torch.zeros(numel, dtype=torch.bool)
-            mask[kept] = True
-            mask = mask.view_as(layer.weight)
-            std = (2.0 / (density * layer.in_features)) ** 0.5
-            weight = torch.randn(layer.weight.shape, generator=generator) * std
+            if index == 0 and support_size is not None:
+                mask = torch.zeros_like(layer.weight, dtype=torch.bool)
+                mask[:, support] = True
+                fan_in = float(support_size)
+            else:
+                kept = torch.randperm(numel, generator=generator)[: max(1, round(density * numel))]
+                mask = torch.zeros(numel, dtype=torch.bool)
+                mask[kept] = True
+                mask = mask.view_as(layer.weight)
+                fan_in = density * layer.in_features
+            weight = torch.randn(layer.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
             layer.weight.copy_(weight * mask)
             layer.bias.zero_()
             masks[name] = mask
-        _balance_output_bias(teacher, torch.randn(8192, int(sizes[0]), generator=generator))
-    return teacher.eval(), masks
+        _balance_output_bias(teacher, torch.randn(8192, inputs, generator=generator))
+    return teacher.eval(), masks, support
 
 
 def _balance_output_bias(model: nn.Sequential, probe: torch.Tensor, steps: int = 300) -> None:

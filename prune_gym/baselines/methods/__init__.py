@@ -18,6 +18,7 @@ from prune_gym.baselines.methods.registry import (
     METHODS,
     available_methods,
     build_trainer,
+    method_steps,
     resolve_options,
     run_method,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "available_methods",
     "build_trainer",
     "defaults_for",
+    "method_steps",
     "prune_and_regrow",
     "random_masks",
     "resolve_options",

@@ -71,6 +71,15 @@ _DIGITS: dict[str, dict[str, Any]] = {
     "imp": {"epochs": 15},
     "rigl": {"epochs": 40, "update_every": 40},
 }
+#: MNIST-1D: 37 steps per epoch. From-scratch methods train as long as the dense recipe
+#: (222 epochs, ~8,200 steps), GMP fine-tunes the trained net for half of it, IMP rounds
+#: are 30 epochs; ΔT gives ~20 updates per pruning window, as on digits.
+_MNIST1D_TASKS = ("mnist1d-mlp", "mnist1d-cnn")
+_MNIST1D: dict[str, dict[str, Any]] = {
+    "gmp": {"epochs": 111, "update_every": 100},
+    "granet": {"update_every": 200},
+    "imp": {"epochs": 30},
+}
 #: MNIST (9,000 or 5,400 steps per run) and CIFAR-10 (14,080): ΔT scaled to the run length
 #: so that the pruning window holds ~31 updates, as in GraNet (ΔT 1000 in 80 x 391 steps).
 _FILE_TASKS = {
@@ -86,6 +95,11 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
         (method, task): dict(options)
         for method, options in _DIGITS.items()
         for task in _DIGITS_TASKS
+    },
+    **{
+        (method, task): dict(options)
+        for method, options in _MNIST1D.items()
+        for task in _MNIST1D_TASKS
     },
     **{
         (method, task): {"update_every": every}

@@ -54,6 +54,11 @@ def run_method(
     return build_trainer(name, task, sparsity, seed=seed, **overrides).run()
 
 
+def method_steps(name: str, task: Task | str, sparsity: float = 0.5, **overrides: Any) -> int:
+    """The optimizer steps ``run_method(name, task, sparsity, **overrides)`` would take."""
+    return build_trainer(name, task, sparsity, **overrides).schedule.total_steps
+
+
 def build_trainer(
     name: str, task: Task | str, sparsity: float, *, seed: int = 0, **overrides: Any
 ) -> SparseTrainer:

@@ -31,6 +31,7 @@ class MethodResult:
 
     ``model`` carries ``masks`` applied (``weight_orig * weight_mask``); ``val_accuracy`` is
     the selection criterion, ``test_accuracy`` is measured once on the selected model.
+    ``train_steps`` counts every optimizer step the method took (all IMP rounds included).
     ``history`` has one entry per evaluation: step, sparsity, mean train loss, val accuracy.
     """
 
@@ -41,6 +42,7 @@ class MethodResult:
     test_accuracy: float
     sparsity: float
     selected_step: int
+    train_steps: int
     wall_time: float
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -220,6 +222,7 @@ class SparseTrainer:
             test_accuracy=self.task.evaluate(model, "test")["accuracy"],
             sparsity=best.masks.sparsity(),
             selected_step=best.step,
+            train_steps=self.step,
             wall_time=wall_time,
             history=history,
         )

@@ -1,0 +1,198 @@
+"""Benchmark figures, drawn from the summarised records.
+
+Every method keeps one style across figures: its own colour and marker (20 distinct
+before any repeats), and a line style by kind (one-shot solid, or dash-dot for its other
+fine-tuning budgets; training-time dashed; learned dotted), so the families stay apart at
+a glance and a method's variants share its colour. Legends sit outside the axes; every
+figure says what its points and error bars are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+    "#c5b0d5", "#c49c94", "#f7b6d2", "#525252", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+LINESTYLES = {"one-shot": "-", "training": "--", "learned": ":"}
+#: line styles of a method's second, third... variants (other fine-tuning budgets, say).
+VARIANT_LINESTYLES = ("-.", (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)))
+#: densities are drawn on a log axis; a layer removed entirely is drawn at this floor.
+DENSITY_FLOOR = 1e-3
+
+
+def method_styles(kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``{label: matplotlib style}`` (``kinds``: variant label -> kind), in order.
+
+    Labels ``method [setting=value]`` of one method share its colour and marker; its
+    first variant gets the kind's line style, the next ones ``VARIANT_LINESTYLES``.
+    """
+    methods = list(dict.fromkeys(label.split(" [")[0] for label in kinds))
+    seen: dict[str, int] = defaultdict(int)
+    styles = {}
+    for label, kind in kinds.items():
+        method = label.split(" [")[0]
+        index, variant = methods.index(method), seen[method]
+        seen[method] += 1
+        line = LINESTYLES.get(kind, "-.")
+        if variant:
+            line = VARIANT_LINESTYLES[(variant - 1) % len(VARIANT_LINESTYLES)]
+        styles[label] = {
+            "color": COLORS[index % len(COLORS)],
+            "marker": MARKERS[(index + index // len(COLORS)) % len(MARKERS)],
+            "linestyle": line,
+        }
+    return styles
+
+
+def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure of ``rows`` x ``cols`` panels (Agg canvas, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, cols, squeeze=False)
+    return figure, [ax for row in axes for ax in row]
+
+
+def _plain_formatter() -> Any:
+    """Log-axis ticks as plain numbers (``0.05``, not ``5 x 10^-2``)."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _position: f"{value:g}")
+
+
+def save_png(figure: Any, path: Path) -> None:
+    """Save a figure as PNG through a temporary file, so no half image is ever left."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, format="png", bbox_inches="tight")
+    temporary.replace(path)
+
+
+def _shared_legend(figure: Any, axes: list[Any], note: str) -> None:
+    """One legend for every panel, right of the panels, with ``note`` as its title."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    figure.legend(
+        handles.values(),
+        handles.keys(),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        title=note,
+        title_fontsize=8,
+        frameon=False,
+    )
+
+
+def accuracy_vs_compression(
+    summary: dict[tuple[str, str, str], dict[str, Any]], path: Path
+) -> None:
+    """Test accuracy (mean ± std over seeds) against compression, one panel per task.
+
+    Compression is dense / kept prunable weights; ticks sit at the measured values; the
+    dashed grey line is the dense model's test accuracy.
+    """
+    tasks = list(dict.fromkeys(t for t, _, _ in summary))
+    kinds = {m: row["kind"] for (_, _, m), row in summary.items()}
+    styles = method_styles(kinds)
+    figure, axes = _figure(len(tasks), 1, 9.5, 3.6 * len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        cells = {(b, m): row for (t, b, m), row in summary.items() if t == task}
+        compressions = set()
+        for method in dict.fromkeys(m for _, m in cells):
+            rows = sorted(
+                (row for (_, m), row in cells.items() if m == method),
+                key=lambda row: row["params_ratio"][0],
+                reverse=True,
+            )
+            x = [1.0 / row["params_ratio"][0] for row in rows]
+            compressions.update(round(value, 1) for value in x)
+            ax.errorbar(
+                x,
+                [row["test_accuracy"][0] for row in rows],
+                yerr=[row["test_accuracy"][1] for row in rows],
+                capsize=2,
+                markersize=5,
+                linewidth=1.3,
+                label=method,
+                **styles[method],
+            )
+        dense = next(iter(cells.values()))["dense_accuracy"][0]
+        ax.axhline(dense, color="0.45", linestyle=(0, (6, 3)), linewidth=1.2, label="dense")
+        ax.set_xscale("log")
+        ticks = sorted(compressions)
+        ax.set_xticks(ticks, [f"{value:g}×" for value in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("compression (dense / kept prunable weights)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(task, fontsize=10)
+        ax.grid(alpha=0.3)
+    _shared_legend(
+        figure,
+        axes,
+        "mean ± std over seeds\nsolid: one-shot (dash-dot: its\nother fine-tuning budget)\n"
+        "dashed: training\ndotted: learned",
+    )
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def layer_densities(records: list[dict[str, Any]], labels: dict[str, str], path: Path) -> None:
+    """Kept fraction of every layer (mean over seeds), one panel per task and budget.
+
+    Densities are drawn on a log axis (high-sparsity differences show); layers are
+    labelled by name and what they are (``conv 16→32 3x3``). A variant that does not
+    control a layer (channel runs: the output layer) has no point there.
+    """
+    panels: dict[tuple[str, str], dict[str, list[dict[str, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    kinds, descriptions = {}, {}
+    for record in records:
+        label = labels[record["run_key"]]
+        panels[record["task"], record["budget"]][label].append(record["ratios"])
+        kinds[label] = record["kind"]
+        descriptions.setdefault(record["task"], record.get("layers", {}))
+    styles = method_styles(kinds)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    figure, axes = _figure(rows, cols, 4.6 * cols + 1.0, 3.4 * rows + 0.6)
+    for ax, ((task, budget), methods) in zip(axes, panels.items(), strict=False):
+        layers = list(dict.fromkeys(n for runs in methods.values() for r in runs for n in r))
+        for method, runs in methods.items():
+            densities = [
+                max(DENSITY_FLOOR, 1.0 - sum(r[n] for r in runs) / len(runs))
+                if n in runs[0]
+                else math.nan
+                for n in layers
+            ]
+            ax.plot(range(len(layers)), densities, label=method, markersize=5, **styles[method])
+        names = descriptions.get(task, {})
+        ax.set_xticks(
+            range(len(layers)),
+            [f"{n}\n{names[n]}" if n in names else n for n in layers],
+            fontsize=7,
+            rotation=30,
+            ha="right",
+        )
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_plain_formatter())
+        ax.yaxis.set_minor_formatter(_plain_formatter())
+        ax.set_ylabel("kept fraction (log)")
+        ax.set_title(f"{task}, {budget}", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    _shared_legend(figure, axes[: len(panels)], "mean over seeds")
+    figure.tight_layout()
+    save_png(figure, path)

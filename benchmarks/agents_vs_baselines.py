@@ -13,12 +13,14 @@ finished before are read back, not repeated.
 - ``ppo-lag``: PPO-Lagrangian on GlobalRatio-v0 with its defaults (density logits around
   the best fixed policy's allocation, reward minus the val loss after 10 fine-tuning
   steps, the checkpoint best on val kept), at unstructured params 0.05 / 0.02 and channel
-  flops 0.3 / 0.5. Every final mask, learned or fixed, is fine-tuned 200 steps.
+  flops 0.3 / 0.5, on the digits and MNIST-1D tasks. Every final mask, learned or fixed,
+  is fine-tuned 200 steps.
 - ``lagrangian``: the same cells with plain ratio actions, where only the Lagrangian keeps
-  the budget: is the raw deterministic policy feasible?
+  the budget: is the raw deterministic policy feasible? (digits tasks)
 - ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
   iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
-  0.99, every mask trained 600 steps from the initialisation with the task's recipe.
+  0.99, every mask trained 600 steps from the initialisation with the task's recipe
+  (digits tasks).
 
 Per cell: feasibility of the learned policy over seeds, its test accuracy next to the best
 fixed policy's (chosen on val in every seed), the gap, and whether the goal (feasible in
@@ -39,7 +41,8 @@ from agents.comparison import best_baseline
 from agents.jobs import train
 from agents.run_config import RunConfig
 
-TASKS = ("digits-cnn", "digits-mlp")
+DIGITS = ("digits-cnn", "digits-mlp")
+MNIST1D = ("mnist1d-cnn", "mnist1d-mlp")
 #: (structure, budget) cells where allocation matters.
 CELLS = (
     ("unstructured", {"params": 0.05}),
@@ -91,14 +94,14 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
 
 
-def ratio_part(args: argparse.Namespace, part: str, action: str) -> str:
+def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str, action: str) -> str:
     """Train every (task, cell, seed) with ``action``; the markdown table of the cells."""
     lines = [
         "| task | cell | learned feasible | learned test | best fixed (on val) | best test "
         "| gap (learned - best) | goal met | env steps | train time (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for task in args.tasks:
+    for task in tasks:
         for structure, budget in CELLS:
             label = cell_label(structure, budget)
             runs = [
@@ -127,15 +130,17 @@ def ratio_part(args: argparse.Namespace, part: str, action: str) -> str:
     return "\n".join(lines)
 
 
-def panning_part(args: argparse.Namespace) -> str:
+def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
     """The Panning agent vs the iterative baselines at each target; test accuracy."""
     policies = ("learned (panning)", "iterative-snip", "iterative-grasp", "iterative-synflow")
     policies += ("panning-handset", "random")
     lines = [
-        "| task | target | " + " | ".join(policies) + " | best fixed (on val) | goal met |",
-        "|---|---|" + "---|" * (len(policies) + 2),
+        "| task | target | "
+        + " | ".join(policies)
+        + " | best fixed (on val) | goal met | env steps | train time (s) |",
+        "|---|---|" + "---|" * (len(policies) + 4),
     ]
-    for task in args.tasks:
+    for task in tasks:
         for target in PANNING_TARGETS:
             runs = [
                 ensure_run(
@@ -157,32 +162,51 @@ def panning_part(args: argparse.Namespace) -> str:
             lines.append(
                 f"| {task} | {target} | "
                 + " | ".join(cells)
-                + f" | {', '.join(cell['best_names'])} | {'yes' if met else 'no'} |"
+                + f" | {', '.join(cell['best_names'])} | {'yes' if met else 'no'} "
+                f"| {cell['timesteps']} | {cell['train_time']:.0f} |"
             )
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
+#: part name -> (section title, default tasks, table builder); each part's table is kept
+#: in ``--out/<part>.md``, and ``agents_vs_baselines.md`` joins every part run so far.
+PARTS = {
+    "ppo-lag": (
+        "PPO-Lagrangian (density logits) vs the best fixed policy",
+        DIGITS + MNIST1D,
+        lambda args, tasks: ratio_part(args, tasks, "ppo-lag", "logits"),
+    ),
+    "lagrangian": (
+        "PPO-Lagrangian (plain ratios) vs the best fixed policy",
+        DIGITS,
+        lambda args, tasks: ratio_part(args, tasks, "lagrangian", "ratios"),
+    ),
+    "panning": ("Panning agent vs pruning-at-init baselines", DIGITS, panning_part),
+}
+
+
 def main() -> None:
     torch.set_num_threads(1)  # one core per benchmark process: run parts side by side
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["ppo-lag", "lagrangian", "panning"])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    parser.add_argument("--tasks", nargs="+", help="default: each part's own (see PARTS)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--timesteps", type=int, default=2048, help="PPO-Lagrangian env steps")
     parser.add_argument("--panning-timesteps", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/agents"))
     args = parser.parse_args()
-    sections = []
-    if "ppo-lag" in args.parts:
-        table = ratio_part(args, "ppo-lag", "logits")
-        sections.append("## PPO-Lagrangian (density logits) vs the best fixed policy\n\n" + table)
-    if "lagrangian" in args.parts:
-        table = ratio_part(args, "lagrangian", "ratios")
-        sections.append("## PPO-Lagrangian (plain ratios) vs the best fixed policy\n\n" + table)
-    if "panning" in args.parts:
-        sections.append("## Panning agent vs pruning-at-init baselines\n\n" + panning_part(args))
-    report = "\n\n".join(sections) + f"\n\nAnchors' steps: {ANCHORS}.\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    for part in args.parts:
+        title, tasks, build = PARTS[part]
+        table = build(args, tuple(args.tasks or tasks))
+        (args.out / f"{part}.md").write_text(f"## {title}\n\n{table}\n")
+    sections = [
+        (args.out / f"{part}.md").read_text()
+        for part in PARTS
+        if (args.out / f"{part}.md").exists()
+    ]
+    report = "\n".join(sections) + f"\nAnchors' steps: {ANCHORS}.\n"
     (args.out / "agents_vs_baselines.md").write_text(report)
     print("\n" + report)
 

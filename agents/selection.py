@@ -4,8 +4,10 @@ The agent's reward is a cheap proxy (a few fine-tuning steps, the reward samples
 is reported is the accuracy after the shared fine-tuning budget. So during training the
 deterministic policy is assessed the way every policy is in the end (``evaluate`` with
 ``finetune_steps``), on validation only, and the best checkpoint is the model kept: the
-choice is made on val, never on test. Checks start after the first update, so the
-untrained policy is never a candidate.
+choice is made on val, never on test. A checkpoint that meets the budget always beats one
+that does not (a denser, infeasible allocation is usually more accurate), so the budget is
+never traded for accuracy. Checks start after the first update, so the untrained policy is
+never a candidate.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from prune_gym.evaluation import evaluate
 class ValidationSelection(BaseCallback):
     """Every ``eval_freq`` env steps (and at the end), assess the deterministic policy on val.
 
-    The policy's weights at the best validation accuracy are restored when training
-    ends. ``history`` lists ``{"timesteps", "val_accuracy"}``, also logged as
-    ``eval/val_accuracy``. An allocation met before costs nothing (the context caches it).
+    The policy's weights at the best check (``checkpoint_rank``) are restored when
+    training ends. ``history`` lists ``{"timesteps", "val_accuracy", "feasible",
+    "budget_violation"}``, also logged as ``eval/...``. An allocation met before costs
+    nothing (the context caches it).
 
     :param env: an env with the training env's settings, for deterministic episodes.
     :param finetune_steps: training of the final masks before their val accuracy.
@@ -39,7 +42,7 @@ class ValidationSelection(BaseCallback):
         self.eval_freq = eval_freq
         self.seed = seed
         self.history: list[dict[str, Any]] = []
-        self.best_accuracy = -1.0
+        self.best_rank: tuple[float, ...] | None = None
         self._best_state: dict[str, Any] | None = None
         self._last_check = 0
 
@@ -62,9 +65,20 @@ class ValidationSelection(BaseCallback):
         (record,) = evaluate(
             self.model, self.env, 1, seed=self.seed, finetune_steps=self.finetune_steps
         )
-        accuracy = record["val_accuracy"]
-        self.history.append({"timesteps": self.num_timesteps, "val_accuracy": accuracy})
-        self.logger.record("eval/val_accuracy", accuracy)
-        if accuracy > self.best_accuracy:
-            self.best_accuracy = accuracy
+        check = {"timesteps": self.num_timesteps}
+        check |= {key: record[key] for key in ("val_accuracy", "feasible", "budget_violation")}
+        self.history.append(check)
+        for key in ("val_accuracy", "feasible", "budget_violation"):
+            self.logger.record(f"eval/{key}", float(check[key]))
+        rank = checkpoint_rank(check)
+        if self.best_rank is None or rank > self.best_rank:
+            self.best_rank = rank
             self._best_state = copy.deepcopy(self.model.policy.state_dict())
+
+
+def checkpoint_rank(check: dict[str, Any]) -> tuple[float, float, float]:
+    """Sort key of a check, higher is better: feasible first, then the smallest budget
+    violation, then val accuracy."""
+    feasible = bool(check["feasible"])
+    violation = 0.0 if feasible else float(check["budget_violation"])
+    return (float(feasible), -violation, float(check["val_accuracy"]))

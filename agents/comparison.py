@@ -71,12 +71,19 @@ def baseline_rows(config: RunConfig) -> list[dict[str, Any]]:
 
 
 def learned_rows(
-    config: RunConfig, model: BaseAlgorithm, train_seconds: float
+    config: RunConfig,
+    model: BaseAlgorithm,
+    train_seconds: float,
+    kept_timesteps: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The learned policy, and behind ``BudgetProjection`` where its actions may overspend."""
+    """The learned policy, and behind ``BudgetProjection`` where its actions may overspend.
+
+    ``kept_timesteps``: the env step of the checkpoint kept (0: the untrained policy).
+    """
     env = gym.make(config.env, **config.env_settings())
     name = f"learned ({config.agent})"
     extra = {"timesteps": config.timesteps, "train_time": train_seconds}
+    extra |= {"kept_timesteps": kept_timesteps}
     rows = [policy_row(name, "learned", model, env, config, **extra)]
     if not env.unwrapped.prunes_to_budget:
         projected = BudgetProjection(env)
@@ -102,7 +109,8 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
         f"trained {config.finetune_steps} steps before val/test accuracy. (*): the best "
         f"baseline, chosen on val accuracy among those always feasible: "
         f"{best['policy'] if best else 'none'}. The learned policy is the training "
-        "checkpoint best on val; test accuracy is only reported.",
+        "checkpoint best on val (the untrained one included); test accuracy is only "
+        "reported.",
         "",
         "| policy | val acc. | test acc. | MACs ratio | params ratio | feasible rate | env steps |",
         "|---|---|---|---|---|---|---|",

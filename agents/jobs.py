@@ -143,7 +143,7 @@ def train(config: RunConfig, out: str | Path) -> str:
     model.learn(total_timesteps=config.timesteps, callback=[progress, selection])
     wall = time.perf_counter() - start
     model.save(out / "model.zip")
-    rows = learned_rows(config, model, wall)
+    rows = learned_rows(config, model, wall, selection.kept_timesteps)
     if reference is not None:
         for row in rows:
             row["reference"] = reference
@@ -152,7 +152,9 @@ def train(config: RunConfig, out: str | Path) -> str:
     table = comparison_table(config, rows)
     if reference is not None:
         table += f"\nThe agent acted by density logits around `{reference}`'s allocation.\n"
-    table += f"\nTraining: {config.timesteps} env steps in {wall:.0f} s.\n"
+    table += f"\nTraining: {config.timesteps} env steps in {wall:.0f} s; "
+    table += f"checkpoint kept: env step {selection.kept_timesteps}"
+    table += " (the untrained policy).\n" if selection.kept_timesteps == 0 else ".\n"
     (out / "summary.md").write_text(table)
     dense = make_task(config.task, seed=config.seed)
     dense_val = dense.evaluate(dense.pretrained_model(), "val")["accuracy"]
@@ -176,13 +178,16 @@ def evaluate_saved(model_path: str | Path, episodes: int | None = None) -> str:
 
 
 def read_progress(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """SB3's ``progress.csv`` as column -> [(timesteps, value)] for rows that hold a value."""
+    """SB3's ``progress.csv`` as column -> [(timesteps, value)] for rows that hold a value.
+
+    The check of the untrained policy has a row of its own, stamped by ``eval/timesteps``.
+    """
     if not path.exists():
         return {}
     columns: dict[str, list[tuple[float, float]]] = {}
     with path.open() as handle:
         for row in csv.DictReader(handle):
-            steps = row.get("time/total_timesteps")
+            steps = row.get("time/total_timesteps") or row.get("eval/timesteps")
             if not steps:
                 continue
             for key, value in row.items():

@@ -6,8 +6,10 @@ deterministic policy is assessed the way every policy is in the end (``evaluate`
 ``finetune_steps``), on validation only, and the best checkpoint is the model kept: the
 choice is made on val, never on test. A checkpoint that meets the budget always beats one
 that does not (a denser, infeasible allocation is usually more accurate), so the budget is
-never traded for accuracy. Checks start after the first update, so the untrained policy is
-never a candidate.
+never traded for accuracy. The first check is the untrained policy (with density logits,
+close to the reference allocation it starts from), so the model kept is never worse on val
+than where training started; ``kept_timesteps`` says whether learning improved on it (0:
+it did not).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from prune_gym.evaluation import evaluate
 
 
 class ValidationSelection(BaseCallback):
-    """Every ``eval_freq`` env steps (and at the end), assess the deterministic policy on val.
+    """Assess the deterministic policy on val as training goes; keep the best checkpoint.
 
-    The policy's weights at the best check (``checkpoint_rank``) are restored when
-    training ends. ``history`` lists ``{"timesteps", "val_accuracy", "feasible",
-    "budget_violation"}``, also logged as ``eval/...``. An allocation met before costs
-    nothing (the context caches it).
+    Checks run at the start, every ``eval_freq`` env steps and at the end; the policy's
+    weights at the best check (``checkpoint_rank``) are restored when training ends.
+    ``history`` lists ``{"timesteps", "val_accuracy", "feasible", "budget_violation"}``,
+    also logged as ``eval/...``. An allocation met before costs nothing (the context
+    caches it).
 
     :param env: an env with the training env's settings, for deterministic episodes.
     :param finetune_steps: training of the final masks before their val accuracy.
@@ -43,8 +46,13 @@ class ValidationSelection(BaseCallback):
         self.seed = seed
         self.history: list[dict[str, Any]] = []
         self.best_rank: tuple[float, ...] | None = None
+        self.kept_timesteps: int | None = None
         self._best_state: dict[str, Any] | None = None
         self._last_check = 0
+
+    def _on_training_start(self) -> None:
+        self._check()
+        self.logger.dump(self.num_timesteps)  # its own row: the first rollout logs over it
 
     def _on_step(self) -> bool:
         return True
@@ -68,11 +76,12 @@ class ValidationSelection(BaseCallback):
         check = {"timesteps": self.num_timesteps}
         check |= {key: record[key] for key in ("val_accuracy", "feasible", "budget_violation")}
         self.history.append(check)
-        for key in ("val_accuracy", "feasible", "budget_violation"):
+        for key in ("timesteps", "val_accuracy", "feasible", "budget_violation"):
             self.logger.record(f"eval/{key}", float(check[key]))
         rank = checkpoint_rank(check)
         if self.best_rank is None or rank > self.best_rank:
             self.best_rank = rank
+            self.kept_timesteps = self.num_timesteps
             self._best_state = copy.deepcopy(self.model.policy.state_dict())
 
 

@@ -23,8 +23,10 @@ finished before are read back, not repeated.
   (digits tasks).
 
 Per cell: feasibility of the learned policy over seeds, its test accuracy next to the best
-fixed policy's (chosen on val in every seed), the gap, and whether the goal (feasible in
-every seed, mean test accuracy >= the best fixed policy's) is met.
+fixed policy's (chosen on val in every seed), the gap, whether the goal (feasible in every
+seed, mean test accuracy >= the best fixed policy's) is met, and the env step of the
+checkpoint kept in each seed (0: the untrained policy, i.e. learning did not beat the
+starting allocation on val).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def summarise_cell(runs: list[list[dict[str, Any]]]) -> dict[str, Any]:
         "best_names": sorted({b["policy"] for b in best}),
         "gap": [a - b for a, b in zip(learned_test, best_test, strict=True)],
         "timesteps": learned[0]["timesteps"],
+        "kept": "/".join(str(r.get("kept_timesteps", "?")) for r in learned),
         "train_time": statistics.fmean(r["train_time"] for r in learned),
     }
 
@@ -98,8 +101,8 @@ def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str, acti
     """Train every (task, cell, seed) with ``action``; the markdown table of the cells."""
     lines = [
         "| task | cell | learned feasible | learned test | best fixed (on val) | best test "
-        "| gap (learned - best) | goal met | env steps | train time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| gap (learned - best) | goal met | env steps | kept step (per seed) | train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
         for structure, budget in CELLS:
@@ -124,7 +127,7 @@ def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str, acti
                 f"| {task} | {label} | {cell['feasible']:.0%} | {mean_std(cell['learned'])} "
                 f"| {', '.join(cell['best_names'])} | {mean_std(cell['best'])} "
                 f"| {mean_std(cell['gap'])} | {'yes' if met else 'no'} | {cell['timesteps']} "
-                f"| {cell['train_time']:.0f} |"
+                f"| {cell['kept']} | {cell['train_time']:.0f} |"
             )
             print(lines[-1], flush=True)
     return "\n".join(lines)
@@ -137,8 +140,8 @@ def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
     lines = [
         "| task | target | "
         + " | ".join(policies)
-        + " | best fixed (on val) | goal met | env steps | train time (s) |",
-        "|---|---|" + "---|" * (len(policies) + 4),
+        + " | best fixed (on val) | goal met | env steps | kept step (per seed) | train time (s) |",
+        "|---|---|" + "---|" * (len(policies) + 5),
     ]
     for task in tasks:
         for target in PANNING_TARGETS:
@@ -163,7 +166,7 @@ def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 f"| {task} | {target} | "
                 + " | ".join(cells)
                 + f" | {', '.join(cell['best_names'])} | {'yes' if met else 'no'} "
-                f"| {cell['timesteps']} | {cell['train_time']:.0f} |"
+                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |"
             )
             print(lines[-1], flush=True)
     return "\n".join(lines)

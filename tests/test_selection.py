@@ -24,23 +24,28 @@ class ScriptedPolicy:
 class ScriptedModel:
     def __init__(self) -> None:
         self.policy = ScriptedPolicy()
+        self.num_timesteps = 0
         self.logger = Logger(folder=None, output_formats=[])
 
 
-def run_checks(monkeypatch, checks: list[dict]) -> float:
-    """Feed ``checks`` (one per rollout) to the callback; the checkpoint it restores."""
+def run_checks(monkeypatch, checks: list[dict]) -> tuple[float, int]:
+    """Feed ``checks`` to the callback, the first at the start, then one per rollout.
+
+    Returns the checkpoint it restores (0: the untrained policy) and ``kept_timesteps``.
+    """
     queue = iter(checks)
     monkeypatch.setattr(selection, "evaluate", lambda *args, **kwargs: [next(queue)])
     callback = ValidationSelection(env=None, finetune_steps=0, eval_freq=100, seed=0)
-    callback.model = ScriptedModel()
-    for step, _ in enumerate(checks, start=1):
+    callback.init_callback(ScriptedModel())
+    callback.on_training_start({}, {})
+    for step in range(1, len(checks)):
         callback.model.policy.checkpoint = torch.tensor(float(step))
         callback.num_timesteps = 100 * step
         callback.on_rollout_end()
     callback.model.policy.checkpoint = torch.tensor(-1.0)  # weights after training
     callback.on_training_end()
-    assert [c["timesteps"] for c in callback.history] == [100 * k for k in range(1, 5)]
-    return float(callback.model.policy.checkpoint)
+    assert [c["timesteps"] for c in callback.history] == [100 * k for k in range(len(checks))]
+    return float(callback.model.policy.checkpoint), callback.kept_timesteps
 
 
 def check(accuracy: float, violation: float) -> dict:
@@ -48,18 +53,24 @@ def check(accuracy: float, violation: float) -> dict:
 
 
 def test_a_feasible_checkpoint_beats_a_more_accurate_infeasible_one(monkeypatch):
-    checks = [check(0.95, 0.12), check(0.80, 0.0), check(0.85, 0.0), check(0.99, 0.01)]
-    assert run_checks(monkeypatch, checks) == 3.0  # the best feasible one, not 1 or 4
+    checks = [check(0.9, 0.5), check(0.95, 0.12), check(0.80, 0.0), check(0.85, 0.0)]
+    checks.append(check(0.99, 0.01))
+    assert run_checks(monkeypatch, checks) == (3.0, 300)  # the best feasible one
 
 
 def test_without_a_feasible_checkpoint_the_smallest_violation_is_kept(monkeypatch):
     checks = [check(0.95, 0.3), check(0.50, 0.02), check(0.90, 0.1), check(0.97, 0.2)]
-    assert run_checks(monkeypatch, checks) == 2.0
+    assert run_checks(monkeypatch, checks) == (1.0, 100)
 
 
 def test_among_feasible_checkpoints_val_accuracy_decides(monkeypatch):
     checks = [check(0.80, 0.0), check(0.90, 0.0), check(0.85, 0.0), check(0.90, 0.0)]
-    assert run_checks(monkeypatch, checks) == 2.0  # ties keep the earlier checkpoint
+    assert run_checks(monkeypatch, checks) == (1.0, 100)  # ties keep the earlier checkpoint
+
+
+def test_when_learning_never_beats_the_start_the_untrained_policy_is_kept(monkeypatch):
+    checks = [check(0.90, 0.0), check(0.85, 0.0), check(0.70, 0.0), check(0.95, 0.2)]
+    assert run_checks(monkeypatch, checks) == (0.0, 0)
 
 
 @pytest.mark.parametrize(

@@ -138,5 +138,10 @@ def test_the_model_kept_is_the_checkpoint_best_on_validation(trained_run):
     assert len(checks) >= 2  # every eval_freq steps and at the end
     feasible = [float(r["eval/val_accuracy"]) for r in checks if float(r["eval/feasible"])]
     assert len(feasible) == len(checks)  # density logits: every checkpoint meets the budget
+    assert float(checks[0]["eval/timesteps"]) == 0  # the untrained policy is a candidate
     learned = json.loads((out / "results.json").read_text())[0]
     assert learned["val_accuracy"] == max(feasible)
+    kept = [
+        float(r["eval/timesteps"]) for r in checks if float(r["eval/val_accuracy"]) == max(feasible)
+    ]
+    assert learned["kept_timesteps"] == kept[0]

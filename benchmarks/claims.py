@@ -10,8 +10,10 @@ folder, and prints one table: claim | setting | numbers | holds?
 Every number is test accuracy, mean ± std over seeds, each method after its own training
 or, for one-shot methods, after fine-tuning as long as GMP trains (equal compute); a claim
 "A > B" holds in a setting when A's mean is above B's, and the p-value of a two-sided
-paired t-test over seeds says how sure that is. Nothing is selected on test: where a
-claim compares with "the best of" several methods, that best is chosen on val.
+paired t-test over seeds says how sure that is; where both means are within
+``CHANCE_MARGIN`` of chance (1 / classes), the setting says nothing about the claim and the
+row reads "n/a (both at chance)". Nothing is selected on test: where a claim compares with
+"the best of" several methods, that best is chosen on val.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import agents  # noqa: F401  (registers ppo-lag)
 from prune_gym.bench import BenchSpec, run_benchmark
 from prune_gym.bench.report import paired_p_value
 from prune_gym.bench.spec import MATCHED
+from prune_gym.tasks import make as make_task
 
 DATASETS = {"digits": ("digits-mlp", "digits-cnn"), "mnist1d": ("mnist1d-mlp", "mnist1d-cnn")}
 PAPERS = "GraNet (Liu et al. 2021), FlipOut (Apostol et al. 2020), SWD (Tessier et al. 2022), LTH"
@@ -38,6 +41,9 @@ AGENT_CLAIM = "Panning agent > best iterative SNIP/GraSP/SynFlow"
 LAGRANGIAN_CLAIM = "PPO-Lagrangian feasible in every evaluation episode"
 #: masks pruned at initialisation are trained this long (per dataset) before they are scored.
 PANNING_TRAIN_STEPS = {"digits": 600, "mnist1d": 2000}
+#: both sides below chance + this margin: the setting cannot tell the methods apart.
+CHANCE_MARGIN = 0.05
+AT_CHANCE = "n/a (both at chance)"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,9 @@ def by_seed(records: list[dict[str, Any]], **where: Any) -> dict[int, dict[str, 
     }
 
 
-def compare(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]]) -> tuple[str, str]:
+def compare(
+    a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], chance: float
+) -> tuple[str, str]:
     """``numbers`` and ``holds?`` cells for "a > b" on test accuracy, paired by seed."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
@@ -77,7 +85,14 @@ def compare(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]]) -> tuple
     tb = [b[s]["test_accuracy"] for s in seeds]
     p = paired_p_value(ta, tb) if len(seeds) > 2 else float("nan")
     numbers = f"{mean_std(ta)} vs {mean_std(tb)} ({len(seeds)} seeds, p={p:.2f})"
+    if max(statistics.fmean(ta), statistics.fmean(tb)) < chance + CHANCE_MARGIN:
+        return numbers, AT_CHANCE
     return numbers, "yes" if statistics.fmean(ta) > statistics.fmean(tb) else "no"
+
+
+def chance_accuracy(task: str) -> float:
+    """Accuracy of guessing one class: 1 / the task's number of classes."""
+    return 1.0 / make_task(task).num_classes
 
 
 def mean_std(values: list[float]) -> str:
@@ -101,6 +116,7 @@ def method_claims(out: Path, seeds: int) -> list[tuple[str, str, str, str]]:
                     numbers, holds = compare(
                         by_seed(records, task=task, budget=budget, method=claim.a),
                         by_seed(records, task=task, budget=budget, method=claim.b),
+                        chance_accuracy(task),
                     )
                     rows.append((claim.text, f"{task}, {budget}", numbers, holds))
     return rows
@@ -125,7 +141,9 @@ def panning_claims(out: Path, agents_dir: Path, seeds: int) -> list[tuple[str, s
                 cell = [r for r in records if (r["task"], r["budget"]) == (task, budget)]
                 best = best_on_val(cell, ITERATIVE)
                 numbers, holds = compare(
-                    by_seed(cell, method="panning-handset"), by_seed(cell, method=best)
+                    by_seed(cell, method="panning-handset"),
+                    by_seed(cell, method=best),
+                    chance_accuracy(task),
                 )
                 setting = f"{task}, {budget} (best: {best})"
                 rows.append((HANDSET_CLAIM, setting, numbers, holds))
@@ -138,7 +156,8 @@ def panning_claims(out: Path, agents_dir: Path, seeds: int) -> list[tuple[str, s
         for seed, policies in enumerate(runs):
             name = best_on_val(policies, ITERATIVE, key="policy")
             best[seed] = next(r for r in policies if r["policy"] == name)
-        numbers, holds = compare(learned, best)
+        task = folder.name.rsplit("-target", 1)[0]  # folders are <task>-target<t>
+        numbers, holds = compare(learned, best, chance_accuracy(task))
         setting = f"{folder.name} (trained {learned[0]['timesteps']} env steps)"
         rows.append((AGENT_CLAIM, setting, numbers, holds))
     return rows
@@ -154,16 +173,28 @@ def best_on_val(rows: list[dict[str, Any]], names: tuple[str, ...], key: str = "
     return max(means, key=means.get)
 
 
+#: agents_vs_baselines.py part -> how its PPO-Lagrangian acts.
+LAGRANGIAN_PARTS = {"ppo-lag": "density logits (default)", "lagrangian": "plain ratios"}
+
+
 def lagrangian_claim(agents_dir: Path) -> list[tuple[str, str, str, str]]:
-    """PPO-Lagrangian's raw deterministic policy: feasible in every evaluation episode?"""
-    results = sorted((agents_dir / "lagrangian").glob("*/seed*/results.json"))
-    learned = [json.loads(path.read_text())[0] for path in results]
-    if not learned:
-        return [(LAGRANGIAN_CLAIM, "no runs", "", "n/a")]
-    feasible = sum(r["feasible"] == 1.0 for r in learned)
-    numbers = f"{feasible} of {len(learned)} (cell, seed) runs feasible (plain ratio actions)"
-    holds = "yes" if feasible == len(learned) else "no"
-    return [(LAGRANGIAN_CLAIM, "every cell and seed", numbers, holds)]
+    """PPO-Lagrangian's deterministic policy: feasible in every evaluation episode?
+
+    One row per action parametrisation: the default density logits, and plain ratios,
+    where only the Lagrangian keeps the budget.
+    """
+    rows = []
+    for part, action in LAGRANGIAN_PARTS.items():
+        results = sorted((agents_dir / part).glob("*/seed*/results.json"))
+        learned = [json.loads(path.read_text())[0] for path in results]
+        if not learned:
+            rows.append((LAGRANGIAN_CLAIM, action, "no runs", "n/a"))
+            continue
+        feasible = sum(r["feasible"] == 1.0 for r in learned)
+        numbers = f"{feasible} of {len(learned)} (cell, seed) runs feasible"
+        holds = "yes" if feasible == len(learned) else "no"
+        rows.append((LAGRANGIAN_CLAIM, f"{action}, every cell and seed", numbers, holds))
+    return rows
 
 
 def main() -> None:
@@ -179,7 +210,12 @@ def main() -> None:
     lines = ["| claim | setting | numbers (test accuracy) | holds? |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     held = sum(row[3] == "yes" for row in rows)
-    lines += ["", f"{held} of {len(rows)} rows hold. Papers: {PAPERS}."]
+    at_chance = sum(row[3] == AT_CHANCE for row in rows)
+    lines += [
+        "",
+        f"{held} of {len(rows)} rows hold; {at_chance} are at chance on both sides. "
+        f"Papers: {PAPERS}.",
+    ]
     report = "\n".join(lines)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "claims.md").write_text(report + "\n")

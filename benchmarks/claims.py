@@ -10,9 +10,9 @@ folder, and prints one table: claim | setting | numbers | holds?
 Every number is test accuracy, mean ± std over seeds, each method after its own training
 or, for one-shot methods, after fine-tuning as long as GMP trains (equal compute); a claim
 "A > B" holds in a setting when A's mean is above B's, and the p-value of a two-sided
-paired t-test over seeds says how sure that is; where both means are within
-``CHANCE_MARGIN`` of chance (1 / classes), the setting says nothing about the claim and the
-row reads "n/a (both at chance)". Nothing is selected on test: where a claim compares with
+paired t-test over seeds says how sure that is; where both means are within 0.05 of
+chance (1 / classes), the setting says nothing about the claim and the row reads "n/a
+(both at chance)". Nothing is selected on test: where a claim compares with
 "the best of" several methods, that best is chosen on val.
 """
 
@@ -29,7 +29,7 @@ import torch
 
 import agents  # noqa: F401  (registers ppo-lag)
 from prune_gym.bench import BenchSpec, run_benchmark
-from prune_gym.bench.report import paired_p_value
+from prune_gym.bench.report import at_chance, paired_p_value
 from prune_gym.bench.spec import MATCHED
 from prune_gym.tasks import make as make_task
 
@@ -41,8 +41,6 @@ AGENT_CLAIM = "Panning agent > best iterative SNIP/GraSP/SynFlow"
 LAGRANGIAN_CLAIM = "PPO-Lagrangian feasible in every evaluation episode"
 #: masks pruned at initialisation are trained this long (per dataset) before they are scored.
 PANNING_TRAIN_STEPS = {"digits": 600, "mnist1d": 2000}
-#: both sides below chance + this margin: the setting cannot tell the methods apart.
-CHANCE_MARGIN = 0.05
 AT_CHANCE = "n/a (both at chance)"
 
 
@@ -75,7 +73,7 @@ def by_seed(records: list[dict[str, Any]], **where: Any) -> dict[int, dict[str, 
 
 
 def compare(
-    a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], chance: float
+    a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], num_classes: int
 ) -> tuple[str, str]:
     """``numbers`` and ``holds?`` cells for "a > b" on test accuracy, paired by seed."""
     seeds = sorted(set(a) & set(b))
@@ -85,14 +83,14 @@ def compare(
     tb = [b[s]["test_accuracy"] for s in seeds]
     p = paired_p_value(ta, tb) if len(seeds) > 2 else float("nan")
     numbers = f"{mean_std(ta)} vs {mean_std(tb)} ({len(seeds)} seeds, p={p:.2f})"
-    if max(statistics.fmean(ta), statistics.fmean(tb)) < chance + CHANCE_MARGIN:
+    if at_chance([statistics.fmean(ta), statistics.fmean(tb)], num_classes):
         return numbers, AT_CHANCE
     return numbers, "yes" if statistics.fmean(ta) > statistics.fmean(tb) else "no"
 
 
-def chance_accuracy(task: str) -> float:
-    """Accuracy of guessing one class: 1 / the task's number of classes."""
-    return 1.0 / make_task(task).num_classes
+def class_count(task: str) -> int:
+    """The task's number of classes (chance accuracy is its inverse)."""
+    return make_task(task).num_classes
 
 
 def mean_std(values: list[float]) -> str:
@@ -116,7 +114,7 @@ def method_claims(out: Path, seeds: int) -> list[tuple[str, str, str, str]]:
                     numbers, holds = compare(
                         by_seed(records, task=task, budget=budget, method=claim.a),
                         by_seed(records, task=task, budget=budget, method=claim.b),
-                        chance_accuracy(task),
+                        class_count(task),
                     )
                     rows.append((claim.text, f"{task}, {budget}", numbers, holds))
     return rows
@@ -143,7 +141,7 @@ def panning_claims(out: Path, agents_dir: Path, seeds: int) -> list[tuple[str, s
                 numbers, holds = compare(
                     by_seed(cell, method="panning-handset"),
                     by_seed(cell, method=best),
-                    chance_accuracy(task),
+                    class_count(task),
                 )
                 setting = f"{task}, {budget} (best: {best})"
                 rows.append((HANDSET_CLAIM, setting, numbers, holds))
@@ -157,7 +155,7 @@ def panning_claims(out: Path, agents_dir: Path, seeds: int) -> list[tuple[str, s
             name = best_on_val(policies, ITERATIVE, key="policy")
             best[seed] = next(r for r in policies if r["policy"] == name)
         task = folder.name.rsplit("-target", 1)[0]  # folders are <task>-target<t>
-        numbers, holds = compare(learned, best, chance_accuracy(task))
+        numbers, holds = compare(learned, best, class_count(task))
         setting = f"{folder.name} (trained {learned[0]['timesteps']} env steps)"
         rows.append((AGENT_CLAIM, setting, numbers, holds))
     return rows

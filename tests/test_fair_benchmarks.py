@@ -13,7 +13,7 @@ from prune_gym.baselines.methods import method_steps
 from prune_gym.bench import BenchSpec, plan
 from prune_gym.bench.overlap import read_inputs, support_recovery
 from prune_gym.bench.plots import method_styles
-from prune_gym.bench.report import write_summary
+from prune_gym.bench.report import at_chance, write_summary
 from prune_gym.cli import main
 from prune_gym.pruning import MaskSet, compute_scores
 
@@ -174,3 +174,10 @@ def test_paired_p_values_handle_equal_and_constant_gaps():
     assert paired_p_value([0.8, 0.9, 0.7], [0.8, 0.9, 0.7]) == 1.0
     assert paired_p_value([0.95, 0.96, 0.94], [0.8, 0.81, 0.79]) == 0.0  # always 0.15 apart
     assert 0.05 < paired_p_value([0.80, 0.82, 0.78], [0.81, 0.80, 0.79]) < 1.0
+
+
+def test_at_chance_flags_comparisons_where_every_method_is_broken():
+    assert at_chance([0.089, 0.11], num_classes=10)  # both within 0.05 of 1/10
+    assert not at_chance([0.089, 0.16], num_classes=10)  # one side learned something
+    assert at_chance([0.45, 0.52], num_classes=2)  # chance is 1/2 there
+    assert not at_chance([0.5, 0.7], num_classes=2)

@@ -154,6 +154,14 @@ def indistinguishable(row: dict[str, Any], best: dict[str, Any]) -> bool:
     return paired_p_value(ours, theirs) >= NOISE_LEVEL
 
 
+def at_chance(mean_accuracies: list[float], num_classes: int, margin: float = 0.05) -> bool:
+    """True when every mean accuracy is below chance (1 / ``num_classes``) + ``margin``.
+
+    Methods compared there are all broken: which one "wins" is noise, not a result.
+    """
+    return max(mean_accuracies) < 1.0 / num_classes + margin
+
+
 def _cell(pair: tuple[float, float] | None, digits: int = 4) -> str:
     return "n/a" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 

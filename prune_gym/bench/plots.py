@@ -10,6 +10,7 @@ figure says what its points and error bars are.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,15 @@ def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Any, lis
 
 
 def _plain_formatter() -> Any:
-    """Log-axis ticks as plain numbers (``0.05``, not ``5 x 10^-2``)."""
+    """Log-axis tick labels as plain numbers (``0.05``, not ``5 x 10^-2``), only at 1, 2
+    and 5 times a power of ten, so that labels never crowd."""
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda value, _position: f"{value:g}")
+    def label(value: float, _position: int) -> str:
+        leading = round(value / 10 ** math.floor(math.log10(value) + 1e-9)) if value > 0 else 0
+        return f"{value:g}" if leading in (1, 2, 5) else ""
+
+    return FuncFormatter(label)
 
 
 def save_png(figure: Any, path: Path) -> None:
@@ -99,16 +105,20 @@ def accuracy_vs_compression(
 ) -> None:
     """Test accuracy (mean ± std over seeds) against compression, one panel per task.
 
-    Compression is dense / kept prunable weights; ticks sit at the measured values; the
-    dashed grey line is the dense model's test accuracy.
+    Compression is dense / kept prunable weights; one tick per budget, at the median
+    compression measured there; the dashed grey line is the dense model's test accuracy.
+    The figure is tall enough for the shared legend (one entry per method).
     """
     tasks = list(dict.fromkeys(t for t, _, _ in summary))
     kinds = {m: row["kind"] for (_, _, m), row in summary.items()}
     styles = method_styles(kinds)
-    figure, axes = _figure(len(tasks), 1, 9.5, 3.6 * len(tasks))
+    height = max(3.6 * len(tasks), 0.2 * len(kinds) + 2.0)
+    figure, axes = _figure(len(tasks), 1, 9.5, height)
     for ax, task in zip(axes, tasks, strict=True):
         cells = {(b, m): row for (t, b, m), row in summary.items() if t == task}
-        compressions = set()
+        by_budget: dict[str, list[float]] = {}
+        for (budget, _), row in cells.items():
+            by_budget.setdefault(budget, []).append(1.0 / row["params_ratio"][0])
         for method in dict.fromkeys(m for _, m in cells):
             rows = sorted(
                 (row for (_, m), row in cells.items() if m == method),
@@ -116,7 +126,6 @@ def accuracy_vs_compression(
                 reverse=True,
             )
             x = [1.0 / row["params_ratio"][0] for row in rows]
-            compressions.update(round(value, 1) for value in x)
             ax.errorbar(
                 x,
                 [row["test_accuracy"][0] for row in rows],
@@ -130,8 +139,8 @@ def accuracy_vs_compression(
         dense = next(iter(cells.values()))["dense_accuracy"][0]
         ax.axhline(dense, color="0.45", linestyle=(0, (6, 3)), linewidth=1.2, label="dense")
         ax.set_xscale("log")
-        ticks = sorted(compressions)
-        ax.set_xticks(ticks, [f"{value:g}×" for value in ticks])
+        ticks = sorted(statistics.median(values) for values in by_budget.values())
+        ax.set_xticks(ticks, [f"{value:.3g}×" for value in ticks])
         ax.minorticks_off()
         ax.set_xlabel("compression (dense / kept prunable weights)")
         ax.set_ylabel("test accuracy")

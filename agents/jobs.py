@@ -231,7 +231,13 @@ def plot_training(
             ax.plot(*zip(*columns["rollout/ep_rew_mean"], strict=True), color="tab:green")
             ax.set_ylabel("episode reward")
         elif panel == "validation":
-            ax.plot(*zip(*columns["eval/val_accuracy"], strict=True), "o-", label="learned")
+            checks = columns["eval/val_accuracy"]
+            ax.plot(*zip(*checks, strict=True), "o-", label="learned")
+            kept = [
+                (step, value) for step, value in checks if step == rows[0].get("kept_timesteps")
+            ]
+            if kept:
+                ax.plot(*kept[0], "*", markersize=14, color="C3", label="kept checkpoint")
             best = best_baseline(rows)
             if best is not None:
                 ax.axhline(best["val_accuracy"], ls="--", color="gray", label=best["policy"])
@@ -239,12 +245,15 @@ def plot_training(
             ax.set_ylabel(f"val acc. after\n{config.finetune_steps} steps")
             ax.legend(fontsize=7)
         elif panel == "costs":
+            highest = 0.0
             for resource in costs:
-                (line,) = ax.plot(*zip(*columns[f"rollout/ep_cost_{resource}_mean"], strict=True))
+                used = columns[f"rollout/ep_cost_{resource}_mean"]
+                (line,) = ax.plot(*zip(*used, strict=True))
                 line.set_label(f"{resource} used")
                 limit = config.budget[resource]
                 ax.axhline(limit, ls="--", color=line.get_color(), label=f"{resource} limit")
-            ax.set_ylim(bottom=0.0)
+                highest = max(highest, limit, *(value for _, value in used))
+            ax.set_ylim(0.0, 1.15 * highest)  # a cost on its limit stays off the frame
             ax.ticklabel_format(axis="y", useOffset=False)
             ax.set_ylabel("episode cost")
             ax.legend(fontsize=7)

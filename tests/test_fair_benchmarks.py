@@ -88,6 +88,23 @@ def test_the_best_is_chosen_on_val_and_indistinguishable_methods_are_marked(tmp_
     assert "twin ≈" not in summary_rows(write_summary(two_seeds, tmp_path / "two.md"))
 
 
+def test_sections_run_from_the_loosest_to_the_tightest_budget_per_task(tmp_path):
+    order = [("digits-cnn", "params=0.01"), ("digits-cnn", "params=0.2")]
+    order += [("digits-mlp", "params=0.05"), ("digits-cnn", "params=0.05")]
+    records = [
+        record(f"m{i}", 0, 0.9, 0.9, task=task, budget=budget, run_key=f"k{i}")
+        for i, (task, budget) in enumerate(order)
+    ]
+    text = write_summary(records, tmp_path / "summary.md")
+    sections = [line.split(" (")[0] for line in text.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "## digits-cnn, budget params=0.2",
+        "## digits-cnn, budget params=0.05",
+        "## digits-cnn, budget params=0.01",
+        "## digits-mlp, budget params=0.05",
+    ]
+
+
 def test_teacher_columns_appear_only_with_a_teacher(tmp_path):
     records = [
         record(m, s, 0.9, 0.9, mask_overlap=0.2, support_recovery=1.0)

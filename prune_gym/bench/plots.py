@@ -10,10 +10,13 @@ figure says what its points and error bars are.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from prune_gym.bench.spec import loosest_first
 
 COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -26,6 +29,11 @@ LINESTYLES = {"one-shot": "-", "training": "--", "learned": ":"}
 VARIANT_LINESTYLES = ("-.", (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)))
 #: densities are drawn on a log axis; a layer removed entirely is drawn at this floor.
 DENSITY_FLOOR = 1e-3
+
+
+def natural_order(label: str) -> tuple[Any, ...]:
+    """Sort key: labels alphabetically, numbers inside them by value (200 before 1000)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label))
 
 
 def method_styles(kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -111,6 +119,7 @@ def accuracy_vs_compression(
     """
     tasks = list(dict.fromkeys(t for t, _, _ in summary))
     kinds = {m: row["kind"] for (_, _, m), row in summary.items()}
+    kinds = dict(sorted(kinds.items(), key=lambda item: natural_order(item[0])))
     styles = method_styles(kinds)
     height = max(3.6 * len(tasks), 0.2 * len(kinds) + 2.0)
     figure, axes = _figure(len(tasks), 1, 9.5, height)
@@ -119,7 +128,9 @@ def accuracy_vs_compression(
         by_budget: dict[str, list[float]] = {}
         for (budget, _), row in cells.items():
             by_budget.setdefault(budget, []).append(1.0 / row["params_ratio"][0])
-        for method in dict.fromkeys(m for _, m in cells):
+        for method in kinds:
+            if not any(m == method for _, m in cells):
+                continue
             rows = sorted(
                 (row for (_, m), row in cells.items() if m == method),
                 key=lambda row: row["params_ratio"][0],
@@ -172,13 +183,15 @@ def layer_densities(records: list[dict[str, Any]], labels: dict[str, str], path:
         panels[record["task"], record["budget"]][label].append(record["ratios"])
         kinds[label] = record["kind"]
         descriptions.setdefault(record["task"], record.get("layers", {}))
+    kinds = dict(sorted(kinds.items(), key=lambda item: natural_order(item[0])))
     styles = method_styles(kinds)
+    panels = {pair: panels[pair] for pair in loosest_first(panels)}
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     figure, axes = _figure(rows, cols, 4.6 * cols + 1.0, 3.4 * rows + 0.6)
     for ax, ((task, budget), methods) in zip(axes, panels.items(), strict=False):
         layers = list(dict.fromkeys(n for runs in methods.values() for r in runs for n in r))
-        for method, runs in methods.items():
+        for method, runs in sorted(methods.items(), key=lambda item: natural_order(item[0])):
             densities = [
                 max(DENSITY_FLOOR, 1.0 - sum(r[n] for r in runs) / len(runs))
                 if n in runs[0]

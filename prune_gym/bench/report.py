@@ -18,7 +18,7 @@ from typing import Any
 from scipy.stats import ttest_rel
 
 from prune_gym.bench.plots import accuracy_vs_compression, layer_densities
-from prune_gym.bench.spec import parse_budget
+from prune_gym.bench.spec import loosest_first
 from prune_gym.bench.store import write_atomically
 
 #: the DESIGN §8 columns first, then what identifies and explains a run.
@@ -181,16 +181,6 @@ def _sizes(records: list[dict[str, Any]]) -> str:
     return "; ".join(f"{task} {val} / {test}" for task, (val, test) in sizes.items())
 
 
-def _sections(summary: dict[tuple[str, str, str], Any]) -> list[tuple[str, str]]:
-    """(task, budget) pairs: tasks as first met, budgets from loosest to tightest."""
-    tasks = list(dict.fromkeys(t for t, _, _ in summary))
-    pairs = dict.fromkeys((t, b) for t, b, _ in summary)
-    return sorted(
-        pairs,
-        key=lambda pair: (tasks.index(pair[0]), -min(parse_budget(pair[1]).limits.values())),
-    )
-
-
 def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     """Write ``summary.md``: per task and budget, methods by val accuracy, the best in bold."""
     summary = summarise(records)
@@ -209,7 +199,7 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     ]
     if sizes := _sizes(records):
         lines += ["", f"Validation / test samples: {sizes}."]
-    for task, budget in _sections(summary):
+    for task, budget in loosest_first((t, b) for t, b, _ in summary):
         rows = {m: r for (t, b, m), r in summary.items() if (t, b) == (task, budget)}
         best = best_on_val(rows)
         dense = next(iter(rows.values()))["dense_accuracy"]

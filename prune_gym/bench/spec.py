@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,17 @@ SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
 def parse_budget(text: str) -> Budget:
     """One budget: ``"params=0.1"``, or resources joined by ``+``: ``"flops=0.5+params=0.3"``."""
     return Budget.parse(text.replace("+", ","))
+
+
+def loosest_first(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Distinct (task, budget label) pairs: tasks as first met, each task's budgets from
+    the loosest to the tightest (by their smallest limit); the order of tables and panels."""
+    pairs = list(dict.fromkeys(pairs))
+    tasks = list(dict.fromkeys(task for task, _ in pairs))
+    return sorted(
+        pairs,
+        key=lambda pair: (tasks.index(pair[0]), -min(parse_budget(pair[1]).limits.values())),
+    )
 
 
 def budget_label(budget: Budget) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 import agents  # noqa: F401  (registers ppo-lag)
-from prune_gym.bench import BenchSpec, run_benchmark
+from prune_gym.bench import BenchSpec, run_benchmark, run_keys
 from prune_gym.bench.report import at_chance, paired_p_value
 from prune_gym.bench.spec import MATCHED
 from prune_gym.tasks import make as make_task
@@ -61,6 +61,14 @@ CLAIMS = (
     Claim("SWD > magnitude at high sparsity", "swd", "global-magnitude", HIGH[1:]),
     Claim("IMP > random at 98% sparsity", "imp", "random-weights", HIGH[1:2]),
 )
+
+
+def own_records(spec: BenchSpec, folder: Path) -> list[dict[str, Any]]:
+    """Run ``spec`` in ``folder`` (finished runs are reused) and return its records only:
+    the folder is shared with the suites, whose other settings (e.g. another fine-tuning
+    budget for the same method) must not mix in."""
+    keys = run_keys(spec)
+    return [r for r in run_benchmark(spec, folder) if r["run_key"] in keys]
 
 
 def by_seed(records: list[dict[str, Any]], **where: Any) -> dict[int, dict[str, Any]]:
@@ -107,7 +115,7 @@ def method_claims(out: Path, seeds: int) -> list[tuple[str, str, str, str]]:
         spec = BenchSpec(
             tasks=tasks, budgets=budgets, methods=methods, seeds=seeds, finetune_steps=(MATCHED,)
         )
-        records = run_benchmark(spec, out / dataset)
+        records = own_records(spec, out / dataset)
         for claim in CLAIMS:
             for task in tasks:
                 for budget in claim.budgets:
@@ -133,7 +141,7 @@ def panning_claims(out: Path, agents_dir: Path, seeds: int) -> list[tuple[str, s
             env="prune_gym/Panning-v0",
             finetune_steps=PANNING_TRAIN_STEPS[dataset],
         )
-        records = run_benchmark(spec, out / f"{dataset}-panning")
+        records = own_records(spec, out / f"{dataset}-panning")
         for task in tasks:
             for budget in budgets:
                 cell = [r for r in records if (r["task"], r["budget"]) == (task, budget)]

@@ -1,5 +1,6 @@
 """Benchmark records: nothing lost, nothing reused across settings, interrupts survived."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import textwrap
 import pytest
 
 import prune_gym
-from prune_gym.bench import BenchSpec, RecordStore, run_benchmark
+from prune_gym.bench import BenchSpec, RecordStore, run_benchmark, run_keys
 from prune_gym.bench import runner as bench_runner
 from prune_gym.cli import main
 
@@ -221,3 +222,10 @@ def test_interrupted_benchmarks_resume_to_the_uninterrupted_numbers(tmp_path, ex
     with pytest.warns(UserWarning, match="damaged"):
         assert main(args) == 0
     assert len(results(out)) == 14  # every record reported, none deleted
+
+
+def test_run_keys_tell_apart_specs_that_share_a_folder():
+    short = BenchSpec(tasks=("digits-mlp",), budgets=("params=0.2",), methods=("uniform",), seeds=2)
+    longer = dataclasses.replace(short, finetune_steps=(100,))
+    assert len(run_keys(short)) == 2 and run_keys(short) == run_keys(short)  # one per seed
+    assert run_keys(short).isdisjoint(run_keys(longer))

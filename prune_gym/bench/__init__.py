@@ -1,7 +1,7 @@
 """Benchmarks that put learned policies next to the classical methods on the same budget."""
 
 from prune_gym.bench.report import COLUMNS, write_report
-from prune_gym.bench.runner import plan, run_benchmark
+from prune_gym.bench.runner import plan, run_benchmark, run_keys
 from prune_gym.bench.spec import BenchSpec, load_suite, parse_budgets
 from prune_gym.bench.store import RecordStore, latest_records
 
@@ -14,5 +14,6 @@ __all__ = [
     "parse_budgets",
     "plan",
     "run_benchmark",
+    "run_keys",
     "write_report",
 ]

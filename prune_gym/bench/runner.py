@@ -318,6 +318,13 @@ def check_folder(out_dir: Path) -> RecordStore:
     return store
 
 
+def run_keys(spec: BenchSpec) -> set[str]:
+    """The keys of every run of ``spec``: pick its records out of a folder shared with
+    other benchmarks (``run_benchmark`` returns them all)."""
+    runner = BenchmarkRunner(spec)
+    return {runner.identify(run)["run_key"] for run in plan(spec)}
+
+
 def run_benchmark(spec: BenchSpec, out_dir: str | Path) -> list[dict[str, Any]]:
     """Run every run of ``spec`` whose key is not finished in ``out_dir``; return all records.
 

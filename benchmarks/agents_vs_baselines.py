@@ -42,7 +42,7 @@ import torch
 from agents.comparison import best_baseline
 from agents.jobs import train
 from agents.run_config import RunConfig
-from prune_gym.bench.report import at_chance
+from prune_gym.bench.report import at_chance, mean_std, mean_std_cell
 from prune_gym.tasks import make as make_task
 
 DIGITS = ("digits-cnn", "digits-mlp")
@@ -104,11 +104,6 @@ def goal(cell: dict[str, Any], task: str) -> str:
     return "yes" if met else "no"
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
-
-
 def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str, action: str) -> str:
     """Train every (task, cell, seed) with ``action``; the markdown table of the cells."""
     lines = [
@@ -134,11 +129,13 @@ def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str, acti
                 for seed in range(args.seeds)
             ]
             cell = summarise_cell(runs)
+            learned, best, gap = (
+                mean_std_cell(mean_std(cell[key]), 3) for key in ("learned", "best", "gap")
+            )
             lines.append(
-                f"| {task} | {label} | {cell['feasible']:.0%} | {mean_std(cell['learned'])} "
-                f"| {', '.join(cell['best_names'])} | {mean_std(cell['best'])} "
-                f"| {mean_std(cell['gap'])} | {goal(cell, task)} | {cell['timesteps']} "
-                f"| {cell['kept']} | {cell['train_time']:.0f} |"
+                f"| {task} | {label} | {cell['feasible']:.0%} | {learned} "
+                f"| {', '.join(cell['best_names'])} | {best} | {gap} | {goal(cell, task)} "
+                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |"
             )
             print(lines[-1], flush=True)
     return "\n".join(lines)
@@ -170,7 +167,9 @@ def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 for seed in range(args.seeds)
             ]
             by_policy = [{r["policy"]: r["test_accuracy"] for r in rows} for rows in runs]
-            cells = [mean_std([tests[p] for tests in by_policy]) for p in policies]
+            cells = [
+                mean_std_cell(mean_std([tests[p] for tests in by_policy]), 3) for p in policies
+            ]
             cell = summarise_cell(runs)
             lines.append(
                 f"| {task} | {target} | "

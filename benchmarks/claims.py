@@ -29,7 +29,7 @@ import torch
 
 import agents  # noqa: F401  (registers ppo-lag)
 from prune_gym.bench import BenchSpec, run_benchmark, run_keys
-from prune_gym.bench.report import at_chance, paired_p_value
+from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, paired_p_value
 from prune_gym.bench.spec import MATCHED
 from prune_gym.tasks import make as make_task
 
@@ -90,7 +90,8 @@ def compare(
     ta = [a[s]["test_accuracy"] for s in seeds]
     tb = [b[s]["test_accuracy"] for s in seeds]
     p = paired_p_value(ta, tb) if len(seeds) > 2 else float("nan")
-    numbers = f"{mean_std(ta)} vs {mean_std(tb)} ({len(seeds)} seeds, p={p:.2f})"
+    numbers = f"{mean_std_cell(mean_std(ta), 3)} vs {mean_std_cell(mean_std(tb), 3)} "
+    numbers += f"({len(seeds)} seeds, p={p:.2f})"
     if at_chance([statistics.fmean(ta), statistics.fmean(tb)], num_classes):
         return numbers, AT_CHANCE
     return numbers, "yes" if statistics.fmean(ta) > statistics.fmean(tb) else "no"
@@ -99,11 +100,6 @@ def compare(
 def class_count(task: str) -> int:
     """The task's number of classes (chance accuracy is its inverse)."""
     return make_task(task).num_classes
-
-
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
 
 
 def method_claims(out: Path, seeds: int) -> list[tuple[str, str, str, str]]:

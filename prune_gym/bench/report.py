@@ -163,7 +163,8 @@ def at_chance(mean_accuracies: list[float], num_classes: int, margin: float = 0.
     return max(mean_accuracies) < 1.0 / num_classes + margin
 
 
-def _cell(pair: tuple[float, float] | None, digits: int = 4) -> str:
+def mean_std_cell(pair: tuple[float, float] | None, digits: int = 4) -> str:
+    """A ``mean_std`` pair as a table cell: ``0.9713 ± 0.0042`` (``n/a`` for None)."""
     return "n/a" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
@@ -211,7 +212,11 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
             )
             if any(row[name] is not None for row in rows.values())
         ]
-        lines += ["", f"## {task}, budget {budget} (dense test accuracy {_cell(dense)})", ""]
+        lines += [
+            "",
+            f"## {task}, budget {budget} (dense test accuracy {mean_std_cell(dense)})",
+            "",
+        ]
         header = "| method | kind | val acc. | test acc. | params ratio | MACs ratio | train steps "
         header += "| feasible | " + "".join(f"{title} | " for _, title in extra) + "runs |"
         lines += [header, "|" + "---|" * (9 + len(extra))]
@@ -224,13 +229,13 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
             cells = [
                 name,
                 row["kind"],
-                _cell(row["val_accuracy"]),
-                _cell(row["test_accuracy"]),
-                _cell(row["params_ratio"]),
-                _cell(row["macs_ratio"]),
+                mean_std_cell(row["val_accuracy"]),
+                mean_std_cell(row["test_accuracy"]),
+                mean_std_cell(row["params_ratio"]),
+                mean_std_cell(row["macs_ratio"]),
                 _steps(row["train_steps"]),
                 f"{row['feasible']:.0%}",
-                *(_cell(row[key], 3) for key, _ in extra),
+                *(mean_std_cell(row[key], 3) for key, _ in extra),
                 str(row["runs"]),
             ]
             lines.append("| " + " | ".join(cells) + " |")

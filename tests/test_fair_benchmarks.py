@@ -13,7 +13,7 @@ from prune_gym.baselines.methods import method_steps
 from prune_gym.bench import BenchSpec, plan
 from prune_gym.bench.overlap import read_inputs, support_recovery
 from prune_gym.bench.plots import method_styles
-from prune_gym.bench.report import at_chance, write_summary
+from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, write_summary
 from prune_gym.cli import main
 from prune_gym.pruning import MaskSet, compute_scores
 
@@ -198,3 +198,9 @@ def test_at_chance_flags_comparisons_where_every_method_is_broken():
     assert not at_chance([0.089, 0.16], num_classes=10)  # one side learned something
     assert at_chance([0.45, 0.52], num_classes=2)  # chance is 1/2 there
     assert not at_chance([0.5, 0.7], num_classes=2)
+
+
+def test_mean_std_cell_formats_a_mean_std_pair():
+    assert mean_std_cell(mean_std([0.9, 1.0]), 3) == "0.950 ± 0.071"
+    assert mean_std_cell(mean_std([0.5])) == "0.5000 ± 0.0000"
+    assert mean_std_cell(None) == "n/a"

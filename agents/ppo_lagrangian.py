@@ -267,6 +267,12 @@ class PPOLagrangian(PPO):
             self._episode_costs = np.zeros((self.n_envs, len(self.cost_resources)))
         return result
 
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        """SB3's progress, but never below 0: a rollout longer than ``total_timesteps``
+        would otherwise drive the annealed learning rate and std cap negative."""
+        super()._update_current_progress_remaining(num_timesteps, total_timesteps)
+        self._current_progress_remaining = max(0.0, self._current_progress_remaining)
+
     # rollouts ---------------------------------------------------------------------------
     def _update_info_buffer(
         self, infos: list[dict[str, Any]], dones: np.ndarray | None = None

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from prune_gym.checks import check_choice, check_int, check_number
-from prune_gym.envs import check_env_id
+from prune_gym.envs import family_env_id
 
 #: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
 AGENTS = {"ppo-lag": "ppo-lag", "ppo": "ppo", "panning": "td3"}
@@ -52,7 +52,9 @@ DEFAULT_FINETUNE_STEPS = {"ppo-lag": 200, "ppo": 200, "panning": 600}
 class RunConfig:
     """Everything that defines a training run (``run.json``).
 
-    :param env: the env id the agent trains on (Panning-v0 for ``agent="panning"``).
+    :param env: the env id the agent trains on (Panning-v0 for ``agent="panning"``): a
+        prune-gym env or one registered under another id for a prune-gym env class (or a
+        subclass), which gets the defaults and hyperparameters of that family.
     :param task: task name.
     :param budget: resource -> limit; for Panning, ``{"params": 1 - target}``.
     :param agent: ``ppo-lag`` (PPO-Lagrangian), ``ppo`` (PPO on ``LagrangianReward`` at
@@ -91,7 +93,7 @@ class RunConfig:
                     "the Panning agent prunes to a target sparsity: give one --budget "
                     f"params=<1 - target>, not {self.budget}"
                 )
-        check_env_id(self.env)
+        family = family_env_id(self.env)
         check_int(self.timesteps, "timesteps", low=1)
         if self.finetune_steps is None:
             self.finetune_steps = DEFAULT_FINETUNE_STEPS[self.agent]
@@ -104,7 +106,7 @@ class RunConfig:
         for key in ("task", "budget"):
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs may not hold {key!r}: it is its own field")
-        self.env_kwargs = ENV_DEFAULTS.get(self.env, {}) | dict(self.env_kwargs)
+        self.env_kwargs = ENV_DEFAULTS.get(family, {}) | dict(self.env_kwargs)
 
     @property
     def algorithm(self) -> str:
@@ -139,9 +141,10 @@ class RunConfig:
 def algorithm_kwargs(config: RunConfig) -> dict[str, Any]:
     """Hyperparameters from ``agents/zoo/hyperparams.yml`` (one source for CLI and Zoo)."""
     table = yaml.safe_load(HYPERPARAMS.read_text())
-    if config.env not in table:
-        raise ValueError(f"no hyperparameters for {config.env} in {HYPERPARAMS}")
-    kwargs = {k: v for k, v in table[config.env].items() if k not in ZOO_ONLY_KEYS}
+    family = family_env_id(config.env)
+    if family not in table:
+        raise ValueError(f"no hyperparameters for {family} in {HYPERPARAMS}")
+    kwargs = {k: v for k, v in table[family].items() if k not in ZOO_ONLY_KEYS}
     if config.agent == "ppo":
         kwargs = {k: v for k, v in kwargs.items() if k not in LAGRANGE_KEYS}
     return kwargs

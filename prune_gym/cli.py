@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -22,11 +24,48 @@ from prune_gym.tasks import list_tasks
 INTERRUPTED = 130
 
 
+def import_modules(names: Sequence[str]) -> None:
+    """Import each ``--import`` module (a dotted name or a ``.py`` path) so it can register.
+
+    A user's tasks, metrics and envs exist once the module that registers them has run.
+    Dotted names are looked up from the current directory too, as ``python -m`` does.
+    ``ValueError`` naming the module if it cannot be found; errors inside it propagate.
+    """
+    for name in names:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise ValueError(f"--import {name!r}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+            continue
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
+                raise  # the module exists but imports something missing: show where
+            raise ValueError(
+                f"--import {name!r}: no such module ({error}); give a module importable from "
+                "the current directory or a path to a .py file"
+            ) from error
+
+
 def _list(_args: argparse.Namespace) -> int:
-    """Print the registered environments, tasks and importance metrics."""
-    print("envs:    " + ", ".join(ENV_IDS))
-    print("tasks:   " + ", ".join(list_tasks()))
-    print("metrics: " + ", ".join(available_metrics()))
+    """Print what can be named: envs, tasks, metrics, fixed policies and training methods."""
+    from prune_gym.baselines import ALL_POLICIES
+    from prune_gym.baselines.methods import available_methods
+    from prune_gym.bench import available_suites
+
+    print("envs:     " + ", ".join(ENV_IDS))
+    print("tasks:    " + ", ".join(list_tasks()))
+    print("metrics:  " + ", ".join(available_metrics()))
+    print("policies: " + ", ".join(ALL_POLICIES) + "  (one-shot fixed policies)")
+    print("methods:  " + ", ".join(available_methods()) + "  (training-time methods)")
+    print("suites:   " + ", ".join(available_suites()) + "  (prune-gym bench --suite)")
     return 0
 
 
@@ -152,16 +191,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prune-gym", description="Neural-network pruning as Gymnasium environments."
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (dotted name or .py path) first, so the tasks, metrics and envs "
+        "it registers can be named; repeatable",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("list", help="list registered envs, tasks and metrics").set_defaults(run=_list)
+    verbs.add_parser(
+        "list",
+        parents=[common],
+        help="list registered envs, tasks, metrics, fixed policies, training methods and suites",
+    ).set_defaults(run=_list)
     train = verbs.add_parser(
         "train",
+        parents=[common],
         help="train an agent, then compare it with every baseline on the same budget",
         description="With no options: PPO-Lagrangian on GlobalRatio-v0, digits-cnn, flops "
         "budget 0.5, acting by density logits around the best fixed policy's allocation "
         "(a few minutes on 2 cores).",
     )
-    train.add_argument("--env", default="prune_gym/GlobalRatio-v0", help="environment id")
+    train.add_argument(
+        "--env",
+        default="prune_gym/GlobalRatio-v0",
+        help="environment id: a prune-gym env, or an id registered for one (see --import)",
+    )
     train.add_argument("--task", default="digits-cnn", help="task name")
     train.add_argument(
         "--budget", action="append", help="resource=fraction, repeatable (default flops=0.5)"
@@ -196,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     evaluation = verbs.add_parser(
         "eval",
+        parents=[common],
         help="evaluate a saved agent against the baselines",
         description="SB3 zips are pickle: load only trusted files.",
     )
@@ -204,11 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(run=_eval)
     bench = verbs.add_parser(
         "bench",
+        parents=[common],
         help="compare pruning methods on the same tasks and budgets",
         description="Writes results.csv, results.json, summary.md and PNG plots to --out; "
         "runs already there are reused. SB3 policy zips are pickle: load only trusted files.",
     )
-    bench.add_argument("--suite", help="a suite name in benchmarks/suites/ or a YAML path")
+    bench.add_argument(
+        "--suite", help="a built-in suite's name (see prune-gym list) or a suite YAML file's path"
+    )
     bench.add_argument("--task", action="append", help="task name (repeatable)")
     bench.add_argument(
         "--budgets", help="comma-separated budgets, e.g. params=0.1,flops=0.5+params=0.3, or sweep"
@@ -238,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        import_modules(args.imports)
         return args.run(args)
     except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
         parser.exit(2, f"prune-gym {args.verb}: error: {error}\n")

@@ -166,6 +166,15 @@ def test_plain_ppo_fails_the_same_check(bandit):
     assert np.any(error > 0.01), error  # it goes for the bound
 
 
+def test_fewer_timesteps_than_one_rollout_keeps_the_schedules_at_their_end():
+    model = PPOLagrangian("MlpPolicy", ToyBudgetEnv(), policy_kwargs=SMALL_NET, **FAST)
+    model.learn(FAST["n_steps"] // 2)  # SB3 still collects one whole rollout
+    assert model.num_timesteps == FAST["n_steps"]
+    assert model.policy.optimizer.param_groups[0]["lr"] == 0.0
+    assert model.predict(np.zeros(1, np.float32))[0].shape == (1,)
+    assert th.exp(model.policy.log_std_cap).item() == pytest.approx(0.05)
+
+
 def test_two_resources_get_two_multipliers_that_move_their_own_way():
     env = ToyBudgetEnv({"flops": 0.2, "params": 1.0})  # flops violated, params never
     model = PPOLagrangian("MlpPolicy", env, lagrange_init=1.0, policy_kwargs=SMALL_NET, **FAST)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from prune_gym.checks import check_fraction, check_int
+from prune_gym.checks import check_fraction, check_int, did_you_mean
 from prune_gym.envs import check_env_id
 from prune_gym.pruning import Budget
 
@@ -18,7 +19,15 @@ from prune_gym.pruning import Budget
 MATCHED = "matched"
 #: ``--budgets sweep``: parameter budgets at compression 2, 4, 8, 16, 32 and 64.
 SWEEP = tuple(f"params={1 / c:g}" for c in (2, 4, 8, 16, 32, 64))
-SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+#: the built-in suites, shipped as package data (``prune_gym/bench/suites/<name>.yaml``).
+SUITES = resources.files("prune_gym.bench") / "suites"
+
+
+def available_suites() -> list[str]:
+    """Names of the built-in suites (``prune-gym bench --suite <name>``)."""
+    return sorted(
+        item.name[: -len(".yaml")] for item in SUITES.iterdir() if item.name.endswith(".yaml")
+    )
 
 
 def parse_budget(text: str) -> Budget:
@@ -89,13 +98,19 @@ class BenchSpec:
 
 
 def load_suite(name_or_path: str) -> BenchSpec:
-    """A suite from ``benchmarks/suites/<name>.yaml`` or a YAML file path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SUITES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
-        raise FileNotFoundError(f"no benchmark suite at {path}; known suites: {known}")
+    """A built-in suite by name (``available_suites()``), or a YAML file by path."""
+    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no benchmark suite file at {path}")
+    else:
+        path = SUITES / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no built-in benchmark suite {name_or_path!r}; built-in suites: "
+                f"{available_suites()}, or give a YAML file path."
+                + did_you_mean(name_or_path, available_suites())
+            )
     raw = yaml.safe_load(path.read_text())
     fields = {f.name for f in dataclasses.fields(BenchSpec)}
     unknown = sorted(set(raw) - fields - {"description"})

@@ -3,6 +3,7 @@
 import importlib
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from prune_gym.checks import did_you_mean
 from prune_gym.envs.base import PruningEnv
@@ -41,6 +42,26 @@ def check_env_id(env_id: str) -> str:
     return env_id
 
 
+def family_env_id(env_id: str) -> str:
+    """The prune-gym env id whose class ``env_id``'s env is or derives from.
+
+    A user may register their own id for a prune-gym env (or a subclass of one); agents
+    look up defaults and hyperparameters by family, so such an env trains like its
+    family's. ``ValueError`` if the env is not a prune-gym env.
+    """
+    env_id = check_env_id(env_id)
+    name = env_id.rpartition(":")[2]
+    entry_point = gym.spec(name).entry_point
+    env_class = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    for family, family_entry in ENV_IDS.items():
+        if isinstance(env_class, type) and issubclass(env_class, load_env_creator(family_entry)):
+            return family
+    raise ValueError(
+        f"env id {env_id!r} makes {getattr(env_class, '__name__', env_class)!r}, which is not "
+        f"a prune-gym env; agents train on {list(ENV_IDS)} or envs derived from them"
+    )
+
+
 __all__ = [
     "ENV_IDS",
     "GlobalRatioEnv",
@@ -49,4 +70,5 @@ __all__ = [
     "PanningEnv",
     "PruningEnv",
     "check_env_id",
+    "family_env_id",
 ]

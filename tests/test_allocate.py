@@ -91,3 +91,49 @@ def test_whole_weight_sparsity_never_keeps_a_weight_too_many():
     assert whole_weight_sparsity(0.8, 17024) == 13620 / 17024  # round() would give 13619
     assert whole_weight_sparsity(0.75, 100) == 0.75
     assert 1 - whole_weight_sparsity(1 - 0.9, 38160) <= 0.9
+
+
+def _lowest_by_score_then_index(score: torch.Tensor, count: int) -> torch.Tensor:
+    """Keep-mask removing the ``count`` lowest (score, position) entries: the reference."""
+    flat = score.reshape(-1).tolist()
+    order = sorted(range(len(flat)), key=lambda i: (flat[i], i))
+    keep = torch.ones(len(flat), dtype=torch.bool)
+    keep[order[:count]] = False
+    return keep.view(score.shape)
+
+
+def test_builder_masks_equal_a_sort_by_score_then_position_with_ties_and_pruned_weights():
+    model = lenet5()
+    generator = torch.Generator().manual_seed(0)
+    layers = prunable_layers(model)
+    scores = {
+        n: torch.randint(0, 5, m.weight.shape, generator=generator).float() for n, m in layers
+    }
+    with torch.no_grad():  # already-pruned weights rank below every score
+        layers[1][1].weight[:2] = 0.0
+    builder = MaskBuilder(model, scores)
+    for ratio in (0.05, 0.5, 0.97):
+        masks = builder.from_ratios({name: ratio for name, _ in layers})
+        for name, module in layers:
+            score = scores[name].masked_fill(module.weight == 0, -float("inf"))
+            expected = _lowest_by_score_then_index(score, round(ratio * score.numel()))
+            assert torch.equal(masks[name], expected), (name, ratio)
+    everything = torch.cat(
+        [scores[n].masked_fill(m.weight == 0, -float("inf")).reshape(-1) for n, m in layers]
+    )
+    masks = builder.global_threshold(0.8)
+    expected = _lowest_by_score_then_index(everything, round(0.8 * everything.numel()))
+    assert torch.equal(torch.cat([masks[n].reshape(-1) for n, _ in layers]), expected)
+
+
+def test_builder_keeps_at_most_8_bytes_per_weight_and_4_until_ratios_are_asked():
+    model = resnet20()
+    weights = sum(m.weight.numel() for _, m in prunable_layers(model))
+    builder = MaskBuilder(model)
+    builder.global_threshold(0.9)
+    assert builder.nbytes() == 4 * weights  # one int32 global rank per weight
+    builder.from_ratios({name: 0.5 for name in builder.layer_names})
+    assert builder.nbytes() == 8 * weights  # plus one int32 rank within its layer
+    channels = MaskBuilder(model, structure="channel", example_input=torch.zeros(1, 3, 32, 32))
+    channels.from_ratios({})
+    assert channels.nbytes() < 0.1 * weights  # 16 bytes per channel

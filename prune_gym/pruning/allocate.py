@@ -53,11 +53,10 @@ class MaskBuilder:
                 channel_structure = ChannelStructure.build(model, example_input)
             self.channel_structure = channel_structure
         unit_scores = self._unit_scores(model, layers, scores)
-        self._ranks = {
-            name: _ranks_of(unit) for name, unit in unit_scores.items()
-        }  # rank r: the unit is the r-th lowest; a ratio keeps units with rank >= k
         self._unit_counts = {name: unit.numel() for name, unit in unit_scores.items()}
+        self._splits = [self._unit_counts[name] for name in self.layer_names]
         self._build_global_order(unit_scores)
+        self._layer_ranks: dict[str, torch.Tensor] | None = None  # built on first from_ratios
 
     # ranking, done once ---------------------------------------------------------------
     def _unit_scores(
@@ -93,23 +92,50 @@ class MaskBuilder:
         return units
 
     def _build_global_order(self, unit_scores: dict[str, torch.Tensor]) -> None:
-        """Rank all units of all layers together, for global thresholds."""
+        """Rank all units of all layers together, once: the one sort a builder does.
+
+        Kept: one int32 rank per unit (4 bytes per weight, unstructured) and, for channels,
+        the cumulative weight count in removal order (per channel, so negligible).
+        """
         sizes, scores = [], []
         for name, unit in unit_scores.items():
             per_unit = math.prod(self._shapes[name][1:]) if self.structure == "channel" else 1
-            size = torch.full((unit.numel(),), per_unit, dtype=torch.long)
             score = unit / per_unit  # channels compete on mean score per weight
             if self.structure == "channel" and name in self.channel_structure.output_layers:
                 score = torch.full_like(score, math.inf)
-            sizes.append(size)
+            sizes.append(torch.full((unit.numel(),), per_unit, dtype=torch.int64))
             scores.append(score)
         all_scores = torch.cat(scores)
         order = torch.argsort(all_scores, stable=True)
         self._removable_units = int((all_scores < math.inf).sum())
-        self._global_rank = _ranks_of(all_scores, order)
-        self._cumulative_size = torch.cumsum(torch.cat(sizes)[order], dim=0)
-        self._total_weights = int(self._cumulative_size[-1])
-        self._splits = [self._unit_counts[name] for name in self.layer_names]
+        self._global_rank = _ranks_of(order)
+        self._cumulative_size = None
+        if self.structure == "channel":
+            self._cumulative_size = torch.cumsum(torch.cat(sizes)[order], dim=0)
+        self._total_weights = int(sum(size.sum() for size in sizes))
+
+    def _ranks_in_layer(self) -> dict[str, torch.Tensor]:
+        """Per layer, each unit's int32 rank among the layer's units (built once, lazily).
+
+        A layer's units keep their relative order from the global ranking (a per-layer
+        scale and stable ties preserve it), so its ranks are an argsort of that slice.
+        Output layers of a channel structure are all ranked +inf globally; they are never
+        pruned by ratio, so their order does not matter.
+        """
+        if self._layer_ranks is None:
+            slices = self._global_rank.split(self._splits)
+            self._layer_ranks = {
+                name: _ranks_of(torch.argsort(part))
+                for name, part in zip(self.layer_names, slices, strict=True)
+            }
+        return self._layer_ranks
+
+    def nbytes(self) -> int:
+        """Bytes of tensors this builder keeps (ranks and cumulative sizes), for budgets."""
+        kept = [self._global_rank, *(self._layer_ranks or {}).values()]
+        if self._cumulative_size is not None:
+            kept.append(self._cumulative_size)
+        return sum(tensor.numel() * tensor.element_size() for tensor in kept)
 
     def unit_count(self, name: str) -> int:
         """Number of prunable units (weights, or output channels) of layer ``name``."""
@@ -124,7 +150,7 @@ class MaskBuilder:
                 f"ratios name unknown layers {sorted(unknown)}; prunable layers are "
                 f"{self.layer_names}"
             )
-        keep = {}
+        keep, ranks = {}, self._ranks_in_layer()
         for name in self.layer_names:
             ratio = check_fraction(ratios.get(name, 0.0), f"ratio of layer {name!r}")
             if (
@@ -137,7 +163,7 @@ class MaskBuilder:
                     f"removed (got ratio {ratio}); use ratio 0 for it"
                 )
             removed = round(ratio * self._unit_counts[name])
-            keep[name] = self._ranks[name] >= removed
+            keep[name] = ranks[name] >= removed
         return self._mask_set(keep)
 
     def global_threshold(self, sparsity: float) -> MaskSet:
@@ -149,10 +175,10 @@ class MaskBuilder:
         """
         sparsity = check_fraction(sparsity, "sparsity")
         target = round(sparsity * self._total_weights)
-        removed_units = 0
-        if target > 0:
+        removed_units = target  # one weight per unit
+        if target > 0 and self._cumulative_size is not None:
             removed_units = int(torch.searchsorted(self._cumulative_size, target)) + 1
-            removed_units = min(removed_units, self._removable_units)
+        removed_units = min(removed_units, self._removable_units)
         keep_all = self._global_rank >= removed_units
         return self._mask_set(
             dict(zip(self.layer_names, keep_all.split(self._splits), strict=True))
@@ -177,12 +203,14 @@ class MaskBuilder:
         return MaskSet(masks, structure="channel", extra_masks=extra)
 
 
-def _ranks_of(scores: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
-    """Position of each entry in the stable ascending order of ``scores``."""
-    if order is None:
-        order = torch.argsort(scores, stable=True)
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(order.numel())
+def _ranks_of(order: torch.Tensor) -> torch.Tensor:
+    """Position of each entry, given the permutation ``order`` that sorts them.
+
+    int32 (4 bytes per entry) unless there are more entries than int32 can count.
+    """
+    dtype = torch.int32 if order.numel() <= torch.iinfo(torch.int32).max else torch.int64
+    ranks = torch.empty(order.numel(), dtype=dtype)
+    ranks[order] = torch.arange(order.numel(), dtype=dtype)
     return ranks
 
 
@@ -204,7 +232,8 @@ def percentile_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     """
     names = list(scores)
     flat = torch.cat([scores[name].reshape(-1).to(torch.float64) for name in names])
-    percentiles = _ranks_of(flat).to(torch.float64) / max(flat.numel() - 1, 1)
+    ranks = _ranks_of(torch.argsort(flat, stable=True))
+    percentiles = ranks.to(torch.float64) / max(flat.numel() - 1, 1)
     parts = percentiles.split([scores[name].numel() for name in names])
     return {name: part.view(scores[name].shape) for name, part in zip(names, parts, strict=True)}
 

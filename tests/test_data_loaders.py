@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import prune_gym.tasks
-from prune_gym.tasks import data
+from prune_gym.tasks import TrainRecipe, data, evaluate_split, evaluate_tensors
 from prune_gym.tasks.data import Split
+from prune_gym.tasks.train import run_steps
 
 RNG = np.random.default_rng(0)
 
@@ -70,8 +72,9 @@ def test_mnist_format_loads_through_make(tmp_path, task_name, folder, mean, std)
     }
     test_images, test_labels = arrays["t10k"]
     assert splits["test"].inputs.shape == (20, 1, 28, 28)
+    assert splits["test"].inputs.dtype == torch.uint8  # normalised per batch, not held
     expected = (torch.from_numpy(test_images).float() / 255 - mean) / std
-    assert torch.allclose(splits["test"].inputs[:, 0], expected)
+    assert torch.allclose(splits["test"].batch(slice(None))[:, 0], expected)
     assert torch.equal(splits["test"].targets, torch.from_numpy(test_labels).long())
     model = task.build_model()
     assert task.evaluate(model, "test")["accuracy"] >= 0.0  # the model accepts the data
@@ -84,13 +87,13 @@ def test_cifar10_format_loads_through_make(tmp_path):
     assert len(splits["train"]) + len(splits["val"]) == 60
     assert len(splits["test"]) == 10
     rows, labels = batches["test_batch"]
-    image = splits["test"].inputs[3]
+    image = splits["test"].batch(torch.tensor([3]))[0]
     assert image.shape == (3, 32, 32)
     # row layout: 1024 red, then green, then blue values, each row-major 32x32
     pixel = rows[3, 2 * 1024 + 5 * 32 + 7] / 255
     assert image[2, 5, 7].item() == pytest.approx((pixel - 0.4465) / 0.2616, abs=1e-5)
     assert splits["test"].targets.tolist() == labels
-    assert splits["test"].inputs.dtype == torch.float32
+    assert splits["test"].inputs.dtype == torch.uint8 and image.dtype == torch.float32
 
 
 def test_cifar10_malformed_batch_is_rejected(tmp_path):
@@ -196,3 +199,49 @@ def test_cifar10_task_trains_with_augmentation_on_tiny_files(tmp_path):
     model = task.pretrained_model()
     assert task.evaluate(model, "val")["loss"] > 0
     assert task.cache_path().exists()
+
+
+def _uint8_split(n: int = 40, seed: int = 0) -> Split:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    return Split(images, torch.arange(n) % 2, data.CIFAR10_STATS)
+
+
+def test_uint8_split_normalises_per_batch_to_the_same_floats_as_up_front():
+    split = _uint8_split()
+    everything = data.normalise(split.inputs, data.CIFAR10_STATS)
+    index = torch.tensor([5, 0, 33])
+    assert torch.equal(split.batch(index), everything[index])
+    assert torch.equal(split.subset(index).batch(slice(None)), everything[index])
+    inputs, targets = split
+    assert torch.equal(inputs, everything) and targets is split.targets
+    assert split.inputs.element_size() == 1
+
+
+def test_uint8_split_trains_and_evaluates_exactly_as_its_floats():
+    split = _uint8_split()
+    floats = Split(data.normalise(split.inputs, data.CIFAR10_STATS), split.targets)
+    recipe = TrainRecipe(optimizer="sgd", lr=0.1, batch_size=8, epochs=1)
+    models = []
+    for source in (split, floats):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
+        run_steps(model, source, recipe, 10, seed=0)
+        models.append(model)
+    assert torch.equal(models[0][1].weight, models[1][1].weight)
+    assert evaluate_split(models[0], split, limit=30) == evaluate_tensors(
+        models[0], floats.inputs[:30], floats.targets[:30]
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "stats", "match"),
+    [
+        (torch.zeros(4, 3, 2, 2, dtype=torch.uint8), None, "uint8 image inputs need stats"),
+        (torch.zeros(4, 3, 2, 2), data.CIFAR10_STATS, "float32 inputs take none"),
+        (torch.zeros(4, 1, 2, 2, dtype=torch.uint8), data.CIFAR10_STATS, "one mean and one std"),
+    ],
+)
+def test_split_refuses_inconsistent_stats(inputs, stats, match):
+    with pytest.raises(ValueError, match=match):
+        Split(inputs, torch.zeros(4, dtype=torch.long), stats)

@@ -33,7 +33,7 @@ from prune_gym.pruning import (
     measure_latency,
 )
 from prune_gym.pruning.masks import check_structure
-from prune_gym.tasks import Task, evaluate_tensors
+from prune_gym.tasks import Task, evaluate_split, evaluate_tensors
 from prune_gym.tasks import make as make_task
 
 #: calibration samples for data-driven scores (class-balanced when the train split allows).
@@ -97,7 +97,7 @@ class PruningContext:
         val = task.splits["val"]
         order = torch.randperm(len(val), generator=torch.Generator().manual_seed(task.seed))
         index = order[: key.reward_samples]
-        self.reward_inputs = val.inputs[index].to(self.device)
+        self.reward_inputs = val.batch(index).to(self.device)
         self.reward_targets = val.targets[index].to(self.device)
         self._dense_latency: float | None = None
         self._results: OrderedDict[tuple[str, str, int, int], dict[str, float]] = OrderedDict()
@@ -204,8 +204,8 @@ class PruningContext:
         val, test = self.task.splits["val"], self.task.splits["test"]
 
         def compute(model: nn.Module) -> dict[str, float]:
-            val_result = evaluate_tensors(model, val.inputs, val.targets)
-            test_result = evaluate_tensors(model, test.inputs, test.targets)
+            val_result = evaluate_split(model, val)
+            test_result = evaluate_split(model, test)
             return {
                 "val_accuracy": val_result["accuracy"],
                 "val_loss": val_result["loss"],

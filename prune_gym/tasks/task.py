@@ -25,7 +25,7 @@ from prune_gym.pruning.cost import CostModel
 from prune_gym.pruning.masks import MaskSet
 from prune_gym.tasks import cache, data
 from prune_gym.tasks.data import Split
-from prune_gym.tasks.train import TrainRecipe, evaluate_tensors, run_steps, train_dense
+from prune_gym.tasks.train import TrainRecipe, evaluate_split, run_steps, train_dense
 
 SPLIT_NAMES = ("train", "val", "test")
 #: Splits (and the data's fingerprint) shared by tasks with the same ``(data_key,
@@ -186,7 +186,7 @@ class Task:
         generator = torch.Generator().manual_seed(seed)
         if not class_balanced:
             index = torch.randperm(len(train), generator=generator)[:n]
-            return train.inputs[index], train.targets[index]
+            return train.batch(index), train.targets[index]
         if n < self.num_classes:
             raise ValueError(
                 f"class_balanced batch needs n >= num_classes={self.num_classes}, got n={n}"
@@ -202,7 +202,7 @@ class Task:
                 )
             parts.append(pool[torch.randperm(len(pool), generator=generator)[:per_class]])
         index = torch.cat(parts)
-        return train.inputs[index], train.targets[index]
+        return train.batch(index), train.targets[index]
 
     # training and evaluation ---------------------------------------------------------
     def evaluate(
@@ -213,8 +213,7 @@ class Task:
             raise ValueError(f"split={split!r} is not one of {SPLIT_NAMES}")
         if limit is not None and limit < 1:
             raise ValueError(f"limit={limit!r} must be a positive int or None")
-        inputs, targets = self.splits[split]
-        return evaluate_tensors(model, inputs[:limit], targets[:limit])
+        return evaluate_split(model, self.splits[split], limit)
 
     def finetune(
         self,
@@ -318,7 +317,9 @@ def _fingerprint(*splits: Split) -> str:
     """sha256 over the dtype, shape and bytes of every tensor of ``splits``, in order."""
     digest = hashlib.sha256()
     for index, split in enumerate(splits):
-        for tensor in split:
+        if split.stats is not None:
+            digest.update(f"{index}:stats={split.stats!r};".encode())
+        for tensor in (split.inputs, split.targets):
             tensor = tensor.detach().cpu().contiguous()
             digest.update(f"{index}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
             digest.update(tensor.numpy())

@@ -154,7 +154,7 @@ def run_steps(
     batches = batch_indices(len(data), recipe.batch_size, generator, steps)
     progress = tqdm(batches, total=steps, desc=desc, disable=None)
     for index in progress:
-        inputs = augment_batch(data.inputs[index], recipe.augment, generator).to(device)
+        inputs = augment_batch(data.batch(index), recipe.augment, generator).to(device)
         loss = F.cross_entropy(model(inputs), data.targets[index].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,26 +182,48 @@ def evaluate_tensors(
     Runs batched under ``torch.inference_mode()`` in eval mode, then restores the model's
     train/eval mode. The single evaluation routine used by tasks and environments.
     """
-    if len(inputs) == 0 or len(inputs) != len(targets):
+    if len(inputs) != len(targets):
         raise ValueError(
-            f"need a non-empty batch with one target per input, got {len(inputs)} inputs "
-            f"and {len(targets)} targets"
+            f"need one target per input, got {len(inputs)} inputs and {len(targets)} targets"
         )
+    return _evaluate(model, lambda start, stop: inputs[start:stop], targets, batch_size)
+
+
+def evaluate_split(
+    model: nn.Module, split: Split, limit: int | None = None, batch_size: int = 1024
+) -> dict[str, float]:
+    """``evaluate_tensors`` on a split's first ``limit`` samples, normalised batch by batch."""
+    targets = split.targets[:limit]
+    return _evaluate(
+        model, lambda start, stop: split.batch(slice(start, stop)), targets, batch_size
+    )
+
+
+def _evaluate(
+    model: nn.Module,
+    inputs: Callable[[int, int], torch.Tensor],
+    targets: torch.Tensor,
+    batch_size: int,
+) -> dict[str, float]:
+    """Accuracy and loss over ``targets``, reading inputs ``[start, stop)`` on demand."""
+    if len(targets) == 0:
+        raise ValueError("need a non-empty batch to evaluate, got 0 samples")
     was_training = model.training
     device = _device_of(model)
     correct, loss = 0, 0.0
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(inputs), batch_size):
-                x = inputs[start : start + batch_size].to(device)
-                y = targets[start : start + batch_size].to(device)
+            for start in range(0, len(targets), batch_size):
+                stop = min(start + batch_size, len(targets))
+                x = inputs(start, stop).to(device)
+                y = targets[start:stop].to(device)
                 logits = model(x)
                 loss += F.cross_entropy(logits, y, reduction="sum").item()
                 correct += (logits.argmax(dim=1) == y).sum().item()
     finally:
         model.train(was_training)
-    return {"accuracy": correct / len(inputs), "loss": loss / len(inputs)}
+    return {"accuracy": correct / len(targets), "loss": loss / len(targets)}
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -127,7 +127,7 @@ class SparseTrainer:
         progress = tqdm(batches, total=total, desc=self.schedule.name, disable=None)
         try:
             for index in progress:
-                loss = self._train_step(train.inputs[index], train.targets[index])
+                loss = self._train_step(train.batch(index), train.targets[index])
                 losses.append(loss)
                 if self.step % self.eval_every == 0 and self.step < total:
                     best = self._evaluate(history, losses, best, self.schedule.is_final(self.step))

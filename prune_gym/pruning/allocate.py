@@ -51,6 +51,7 @@ class MaskBuilder:
                         "to trace channel dependencies; got example_input=None"
                     )
                 channel_structure = ChannelStructure.build(model, example_input)
+            channel_structure.check_supported()
             self.channel_structure = channel_structure
         unit_scores = self._unit_scores(model, layers, scores)
         self._unit_counts = {name: unit.numel() for name, unit in unit_scores.items()}
@@ -65,30 +66,33 @@ class MaskBuilder:
         layers: list[tuple[str, nn.Module]],
         scores: dict[str, torch.Tensor] | None,
     ) -> dict[str, torch.Tensor]:
-        """One float64 score per prunable unit (weight or channel), pruned units at -inf."""
+        """One float64 score per prunable unit, pruned units at -inf.
+
+        Unstructured: the weight's score. Channel: the mean score per weight of the
+        channel's dependency group (``ChannelStructure.importance``), so coupled layers
+        rank their channels alike.
+        """
         if scores is None:
             scores = compute_scores(model, "magnitude", None)
+        missing = [name for name in self.layer_names if name not in scores]
+        if missing:
+            raise ValueError(
+                f"scores have no entry for prunable layers {missing}; expected one tensor "
+                f"per layer of {self.layer_names}"
+            )
+        scores = {name: scores[name].detach().cpu() for name in self.layer_names}
+        for name, score in scores.items():
+            _check_score_shape(name, score, self._shapes[name], self.structure)
+        if self.structure == "channel":
+            scores = self.channel_structure.importance(scores, self._shapes)
         units = {}
         for name, module in layers:
             kept = effective_weight(module).ne(0).cpu()
-            if name not in scores:
-                raise ValueError(
-                    f"scores have no entry for prunable layer {name!r}; expected one "
-                    f"tensor per layer of {self.layer_names}"
-                )
-            score = scores[name].detach().cpu().to(torch.float64)
-            weight_shape = self._shapes[name]
             if self.structure == "unstructured":
-                if score.shape != weight_shape:
-                    raise ValueError(
-                        f"scores[{name!r}] has shape {tuple(score.shape)}; expected the "
-                        f"weight's shape {tuple(weight_shape)}"
-                    )
-                unit, unit_kept = score.reshape(-1), kept.reshape(-1)
+                unit, unit_kept = scores[name].reshape(-1), kept.reshape(-1)
             else:
-                unit = _channel_scores(name, score, weight_shape)
-                unit_kept = kept.reshape(weight_shape[0], -1).any(dim=1)
-            units[name] = unit.masked_fill(~unit_kept, -math.inf)
+                unit, unit_kept = scores[name], kept.reshape(kept.shape[0], -1).any(dim=1)
+            units[name] = unit.to(torch.float64).masked_fill(~unit_kept, -math.inf)
         return units
 
     def _build_global_order(self, unit_scores: dict[str, torch.Tensor]) -> None:
@@ -100,11 +104,10 @@ class MaskBuilder:
         sizes, scores = [], []
         for name, unit in unit_scores.items():
             per_unit = math.prod(self._shapes[name][1:]) if self.structure == "channel" else 1
-            score = unit / per_unit  # channels compete on mean score per weight
             if self.structure == "channel" and name in self.channel_structure.output_layers:
-                score = torch.full_like(score, math.inf)
+                unit = torch.full_like(unit, math.inf)
             sizes.append(torch.full((unit.numel(),), per_unit, dtype=torch.int64))
-            scores.append(score)
+            scores.append(unit)
         all_scores = torch.cat(scores)
         order = torch.argsort(all_scores, stable=True)
         self._removable_units = int((all_scores < math.inf).sum())
@@ -117,8 +120,8 @@ class MaskBuilder:
     def _ranks_in_layer(self) -> dict[str, torch.Tensor]:
         """Per layer, each unit's int32 rank among the layer's units (built once, lazily).
 
-        A layer's units keep their relative order from the global ranking (a per-layer
-        scale and stable ties preserve it), so its ranks are an argsort of that slice.
+        A layer's units keep their relative order from the global ranking (stable ties
+        preserve it), so its ranks are an argsort of that slice.
         Output layers of a channel structure are all ranked +inf globally; they are never
         pruned by ratio, so their order does not matter.
         """
@@ -185,21 +188,30 @@ class MaskBuilder:
         )
 
     def _mask_set(self, keep_units: dict[str, torch.Tensor]) -> MaskSet:
-        """Expand per-unit keep flags into a MaskSet of weight-shaped masks."""
+        """Expand per-unit keep flags into a MaskSet of weight-shaped masks.
+
+        Channel masks also carry bias and BatchNorm masks: a BatchNorm directly after a
+        layer follows that layer's rows, and one anywhere in a group (after a concat, in
+        a pre-activation block) loses the channels the group removes. Every layer and
+        BatchNorm gets its extra masks, kept or not, so applying this set overwrites
+        whatever an earlier channel mask left.
+        """
         if self.structure == "unstructured":
             masks = {name: keep.view(self._shapes[name]) for name, keep in keep_units.items()}
             return MaskSet(masks)
+        structure = self.channel_structure
+        norm_keep = structure.norm_keep_masks(structure.removed_roots(keep_units))
         masks, extra = {}, {}
         for name, keep in keep_units.items():
             shape = self._shapes[name]
             masks[name] = keep.view(-1, *([1] * (len(shape) - 1))).expand(shape)
-            # every layer gets its extra masks, kept or not, so applying this set
-            # overwrites whatever an earlier channel mask left on biases and BatchNorms
             if self._has_bias[name]:
                 extra[f"{name}.bias"] = keep
-            for bn in self.channel_structure.batchnorms.get(name, []):
-                extra[f"{bn}.weight"] = keep
-                extra[f"{bn}.bias"] = keep
+            for bn in structure.batchnorms.get(name, []):
+                norm_keep[bn] = norm_keep[bn] & keep if bn in norm_keep else keep
+        for bn, keep in norm_keep.items():
+            extra[f"{bn}.weight"] = keep
+            extra[f"{bn}.bias"] = keep
         return MaskSet(masks, structure="channel", extra_masks=extra)
 
 
@@ -238,16 +250,14 @@ def percentile_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {name: part.view(scores[name].shape) for name, part in zip(names, parts, strict=True)}
 
 
-def _channel_scores(name: str, score: torch.Tensor, weight_shape: torch.Size) -> torch.Tensor:
-    """Per-output-channel scores from weight-shaped (summed) or channel-shaped scores."""
-    if score.shape == weight_shape:
-        return score.reshape(weight_shape[0], -1).sum(dim=1)
-    if score.shape == (weight_shape[0],):
-        return score
-    raise ValueError(
-        f"scores[{name!r}] has shape {tuple(score.shape)}; expected the weight's shape "
-        f"{tuple(weight_shape)} or ({weight_shape[0]},) for channel scores"
-    )
+def _check_score_shape(name: str, score: torch.Tensor, shape: torch.Size, structure: str) -> None:
+    """Scores are weight-shaped; for channel masks they may also be ``(out_channels,)``."""
+    if score.shape == shape or (structure == "channel" and score.shape == (shape[0],)):
+        return
+    accepted = f"the weight's shape {tuple(shape)}"
+    if structure == "channel":
+        accepted += f" or ({shape[0]},) for channel scores"
+    raise ValueError(f"scores[{name!r}] has shape {tuple(score.shape)}; expected {accepted}")
 
 
 def uniform_densities(model: nn.Module, sparsity: float) -> dict[str, float]:

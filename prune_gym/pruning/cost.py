@@ -27,6 +27,7 @@ from prune_gym.pruning.layers import (
     CONV_TYPES,
     PRUNABLE_TYPES,
     ChannelStructure,
+    bypassed_layers,
     layer_kind,
     prunable_layers,
 )
@@ -171,7 +172,6 @@ class CostModel:
         in_fraction = {layer.name: 1.0 for layer in self.layers}
         if masks is None:
             return out_kept, in_fraction
-        kinds = {layer.name: layer.kind for layer in self.layers}
         in_removed: dict[str, torch.Tensor] = {}
         for removed, producers, consumers in zip(
             self.channel_structure.removed_channels(masks),
@@ -185,8 +185,7 @@ class CostModel:
                 hit = (roots >= 0) & removed[roots.clamp(min=0)]
                 in_removed[name] = in_removed.get(name, torch.zeros_like(hit)) | hit
         for name, removed_inputs in in_removed.items():
-            if kinds[name] != "depthwise":  # its inputs are its outputs: counted once
-                in_fraction[name] = 1.0 - float(removed_inputs.float().mean())
+            in_fraction[name] = 1.0 - float(removed_inputs.float().mean())
         return out_kept, in_fraction
 
 
@@ -278,11 +277,13 @@ def check_costed(model: nn.Module, uncounted: Sequence[str] = ()) -> None:
         raise TypeError(f"uncounted must be a list of names or patterns, not {uncounted!r}")
     left_out: dict[str, tuple[str, int]] = {}  # module name -> (type, parameter count)
     matched: set[str] = set()
+    bypassed = bypassed_layers(model)
     for module_name, module in model.named_modules():
         if isinstance(module, NORMALIZATION_TYPES):
             continue
+        prunable = isinstance(module, PRUNABLE_TYPES) and id(module) not in bypassed
         for param_name, param in module.named_parameters(recurse=False):
-            if isinstance(module, PRUNABLE_TYPES) and param_name in LAYER_PARAMETERS:
+            if prunable and param_name in LAYER_PARAMETERS:
                 continue
             path = f"{module_name}.{param_name}" if module_name else param_name
             hits = [p for p in uncounted if fnmatch.fnmatchcase(module_name, p)]

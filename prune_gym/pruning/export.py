@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prune_gym.pruning.layers import CONV_TYPES, ChannelStructure
+from prune_gym.pruning.layers import ChannelStructure
 from prune_gym.pruning.masks import MaskSet, clone_model
 
 
@@ -26,6 +26,7 @@ def export_channel_pruned(
     masks.apply(exported)
     masks.remove(exported)
     structure = ChannelStructure.build(exported, example_input)
+    structure.check_supported()
     modules = dict(exported.named_modules())
     removed_per_group = structure.removed_channels(masks)
     graph = tp.DependencyGraph().build_dependency(
@@ -36,10 +37,6 @@ def export_channel_pruned(
         if not idxs:
             continue
         module = modules[root]
-        prune_out = (
-            tp.prune_conv_out_channels
-            if isinstance(module, CONV_TYPES)
-            else tp.prune_linear_out_channels
-        )
+        prune_out = graph.get_pruner_of_module(module).prune_out_channels
         graph.get_pruning_group(module, prune_out, idxs).prune()
     return exported

@@ -167,8 +167,19 @@ def test_density_logits_meet_the_budget_for_every_action(structure, budget, refe
     assert env.prunes_to_budget
     zero = np.zeros(env.num_layers, dtype=np.float32)
     units = [env.context.builder().unit_count(name) for name in env.layer_names]
-    gap = np.abs(env.action_to_ratios(zero) - (1 - env.reference_densities)) * units
-    assert np.all(gap <= 1.0 + 1e-9)  # the reference itself, up to one weight (channel)
+    zero_ratios = env.action_to_ratios(zero)
+    assert env.meets_budget(zero_ratios)
+    # the zero action is the reference scaled by one factor >= 1 onto the budget: the
+    # same allocation, keeping whatever budget the reference's whole units left over
+    low, high = 1 - env.max_ratio, 1 - env.min_ratio
+    factors = (1 - zero_ratios) / env.reference_densities
+    inside = (1 - zero_ratios > low + 1e-9) & (1 - zero_ratios < high - 1e-9)
+    np.testing.assert_allclose(factors[inside], factors[inside][:1].repeat(inside.sum()))
+    extra = (zero_ratios - (1 - env.reference_densities)) * units
+    assert np.all(extra <= 1.0 + 1e-9)  # never prunes more than the reference, to a unit
+    if structure == "unstructured":  # a global threshold leaves less than one weight over
+        gap = np.abs(zero_ratios - (1 - env.reference_densities)) * units
+        assert np.all(gap <= 1.0 + 1e-9)
     env.action_space.seed(0)
     for action in [zero, *(env.action_space.sample() for _ in range(8))]:
         env.reset(seed=0)

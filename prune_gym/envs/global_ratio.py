@@ -33,10 +33,12 @@ class GlobalRatioEnv(PruningEnv):
     mapping layer name -> ratio, such as the best fixed policy's allocation) by
     ``density_factor ** a_l``; all densities are then multiplied by the one factor that
     puts params/flops exactly on the tightest budget. The zero action is the reference
-    itself (its ratios clipped into [min_ratio, max_ratio], up to whole weights or
-    channels). Use it when the budget must hold in every episode and the question is how
-    to share it between layers; a latency budget may still need a Lagrangian agent, since
-    only its MAC proxy is rescaled.
+    (its ratios clipped into [min_ratio, max_ratio]) scaled onto the budget: itself up to
+    a weight when unstructured; a channel reference stops at whole channels and may leave
+    budget over, which the zero action shares out in proportion to its densities. Use it
+    when the budget must hold in every episode and the question is how to share it
+    between layers; a latency budget may still need a Lagrangian agent, since only its MAC
+    proxy is rescaled.
     """
 
     def __init__(

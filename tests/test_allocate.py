@@ -1,5 +1,7 @@
 """MaskBuilder (cached ranks), uniform and ERK allocations."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,11 +9,17 @@ from torch import nn
 from prune_gym.pruning import (
     MaskBuilder,
     MaskSet,
+    allocate,
     erk_densities,
     prunable_layers,
     uniform_densities,
 )
-from prune_gym.pruning.allocate import percentile_ranks, whole_weight_sparsity
+from prune_gym.pruning.allocate import (
+    lowest_kept,
+    percentile_ranks,
+    stable_order,
+    whole_weight_sparsity,
+)
 from prune_gym.tasks.models import lenet5, resnet20
 
 
@@ -126,14 +134,86 @@ def test_builder_masks_equal_a_sort_by_score_then_position_with_ties_and_pruned_
     assert torch.equal(torch.cat([masks[n].reshape(-1) for n, _ in layers]), expected)
 
 
-def test_builder_keeps_at_most_8_bytes_per_weight_and_4_until_ratios_are_asked():
+def test_builder_keeps_at_most_8_bytes_per_weight_and_sorts_only_for_ratios():
     model = resnet20()
     weights = sum(m.weight.numel() for _, m in prunable_layers(model))
     builder = MaskBuilder(model)
     builder.global_threshold(0.9)
-    assert builder.nbytes() == 4 * weights  # one int32 global rank per weight
+    assert builder.nbytes() == 8 * weights  # the float64 scores: a threshold needs no ranks
     builder.from_ratios({name: 0.5 for name in builder.layer_names})
-    assert builder.nbytes() == 8 * weights  # plus one int32 rank within its layer
+    assert builder.nbytes() == 8 * weights  # int32 ranks, global and within the layer
     channels = MaskBuilder(model, structure="channel", example_input=torch.zeros(1, 3, 32, 32))
     channels.from_ratios({})
     assert channels.nbytes() < 0.1 * weights  # 16 bytes per channel
+
+
+def _awkward_scores(count: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """Many ties, signed zeros, infinities and NaNs among ordinary values."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randint(-4, 5, (count,), generator=generator).to(dtype) * 0.5
+    scores[torch.randint(0, count, (count // 3,), generator=generator)] = torch.randn(
+        count // 3, generator=generator
+    ).to(dtype)
+    special = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan], dtype=dtype)
+    where = torch.randint(0, count, (count // 5,), generator=generator)
+    scores[where] = special[torch.randint(0, 6, (where.numel(),), generator=generator)]
+    return scores
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_stable_order_is_a_stable_float_sort(dtype):
+    for seed in range(5):
+        scores = _awkward_scores(3000, dtype, seed)
+        assert torch.equal(stable_order(scores), torch.argsort(scores.double(), stable=True))
+
+
+@pytest.mark.parametrize("chunk, sample", [(None, None), (333, 8)])
+def test_lowest_kept_removes_the_fewest_lowest_units_that_are_enough(monkeypatch, chunk, sample):
+    if chunk:  # many slices, and bucket bounds from a few scores (most beyond them)
+        monkeypatch.setattr(allocate, "CACHE_CHUNK", chunk)
+        monkeypatch.setattr(allocate, "RANGE_SAMPLE", sample)
+    sizes = {"a": 700, "b": 1300, "c": 2000}
+    cost = {"a": 1.0, "b": 5.0, "c": 0.25}  # e.g. MACs per weight
+    total = sum(sizes.values())
+    layer = torch.repeat_interleave(torch.arange(3), torch.tensor(list(sizes.values())))
+    for seed in range(4):
+        scores = _awkward_scores(total, torch.float64, seed)
+        order = torch.argsort(scores, stable=True).tolist()
+        for need in (0.0, 1.0, 777.0, 2500.0, 4000.0, 1e9):
+
+            def enough(removed: dict[str, int], need=need) -> bool:
+                spent = sum(cost[name] * count for name, count in removed.items())
+                return spent >= need or sum(removed.values()) == total
+
+            removed = dict.fromkeys(sizes, 0)
+            expected = torch.ones(total, dtype=torch.bool)
+            for index in order:
+                if enough(removed):
+                    break
+                removed[list(sizes)[layer[index]]] += 1
+                expected[index] = False
+            assert torch.equal(lowest_kept(scores, sizes, enough), expected), (seed, need)
+
+
+def test_least_removal_is_the_same_before_and_after_ranking_and_never_removes_inf():
+    model = lenet5()
+    generator = torch.Generator().manual_seed(1)
+    layers = prunable_layers(model)
+    scores = {
+        n: torch.randint(0, 3, m.weight.shape, generator=generator).float() for n, m in layers
+    }
+    scores["fc3"][0] = math.inf
+    unranked = MaskBuilder(model, scores)
+    ranked = MaskBuilder(model, scores)
+    ranked.from_ratios({})
+    for target in (0, 10, 5000, 10**9):
+
+        def enough(removed: dict[str, int], target=target) -> bool:
+            return 3 * removed["conv1"] + sum(removed.values()) >= target
+
+        a, b = unranked.least_removal(enough), ranked.least_removal(enough)
+        assert all(torch.equal(a[n], b[n]) for n, _ in layers), target
+        assert a["fc3"][0].all()
+    channels = MaskBuilder(model, structure="channel", example_input=torch.zeros(1, 1, 28, 28))
+    with pytest.raises(ValueError, match="global_threshold"):
+        channels.least_removal(lambda removed: True)

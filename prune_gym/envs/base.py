@@ -247,7 +247,29 @@ class PruningEnv(gym.Env):
 
     def fits_budget(self, masks: MaskSet) -> bool:
         """Whether ``masks`` meet every budget (a latency limit through its MAC proxy)."""
-        used = self.used_fractions(masks)
+        return self._within_limits(self.used_fractions(masks))
+
+    def fits_removing(self, removed: dict[str, int]) -> bool:
+        """``fits_budget`` of unstructured masks removing ``removed[name]`` weights per layer.
+
+        Priced from the counts alone with ``CostModel.used_fractions``'s arithmetic (the
+        same operations in the same order, so the same floats): a budget search can ask
+        it many times without building a mask.
+        """
+        cost_model = self.context.cost_model
+        kept_params = kept_macs = 0.0
+        for layer in cost_model.layers:
+            kept = layer.params - removed.get(layer.name, 0)
+            kept_params += kept
+            kept_macs += layer.macs * (kept / layer.params)
+        used = {
+            "params": kept_params / cost_model.params_dense,
+            "flops": kept_macs / cost_model.macs_dense,
+        }
+        return self._within_limits(used)
+
+    def _within_limits(self, used: dict[str, float]) -> bool:
+        """Whether used params/MAC fractions are within ``proxy_limits`` (up to round-off)."""
         return all(used[r] <= limit + TOLERANCE for r, limit in self.proxy_limits().items())
 
     def meets_budget(self, ratios: Any) -> bool:
@@ -258,9 +280,16 @@ class PruningEnv(gym.Env):
     def budget_masks(self, builder: MaskBuilder) -> MaskSet:
         """The global-threshold masks of ``builder`` that just meet every budget.
 
-        Bisects on the global sparsity (used fractions shrink as it grows); a latency
-        budget is approached through its MAC proxy, since measuring is done per episode.
+        Unstructured: the fewest lowest-ranked weights whose removal fits, found in one
+        pass (``MaskBuilder.least_removal`` priced by ``fits_removing``). These are the
+        masks a bisection on the global sparsity finds: it ends on the least feasible
+        count of whole weights (below 2**30 weights its steps are finer than one).
+        Channels: that bisection (structural costs are not a sum over channels). A
+        latency budget is approached through its MAC proxy, since measuring is done per
+        episode.
         """
+        if builder.structure == "unstructured":
+            return builder.least_removal(self.fits_removing)
         sparsity = least_feasible(lambda s: self.fits_budget(builder.global_threshold(s)), 0.0, 1.0)
         return builder.global_threshold(sparsity)
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch import nn
 
 from prune_gym.checks import check_choice
 from prune_gym.envs.base import PruningEnv
-from prune_gym.pruning import MaskSet
-from prune_gym.pruning.allocate import percentile_ranks
+from prune_gym.pruning import MaskSet, prunable_layers
+from prune_gym.pruning.allocate import (
+    CACHE_CHUNK,
+    cache_slices,
+    flat_percentile_ranks,
+    lowest_kept,
+    per_layer,
+)
+from prune_gym.pruning.masks import effective_weight
 
 MODES = ("global", "joint")
 
@@ -34,18 +44,32 @@ def mix_to_action(weights: Any) -> np.ndarray:
     return (2.0 * weights / weights.sum() - 1.0).astype(np.float32)
 
 
+def weight_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """Weight shape of every prunable layer, in ``MaskBuilder``'s (and the scores') order."""
+    return {name: module.weight.shape for name, module in prunable_layers(model)}
+
+
 def mix_percentiles(
-    percentiles: dict[str, dict[str, torch.Tensor]], weights: np.ndarray
-) -> dict[str, torch.Tensor]:
-    """Per weight, the weighted sum of every metric's percentile (metrics in dict order)."""
+    percentiles: Mapping[str, torch.Tensor], weights: np.ndarray, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per weight, the weighted sum of every metric's flat percentiles (metrics in dict order).
+
+    Exactly ``w_1 * p_1 + w_2 * p_2 + ...`` in float64, left to right, computed one
+    cache-sized slice at a time into ``out`` (float64, the percentiles' length), which a
+    caller mixing every step reuses instead of allocating a fresh tensor per mix.
+    """
     metrics = list(percentiles)
     if len(metrics) != len(weights):
         raise ValueError(f"{len(weights)} mix weights for {len(metrics)} metrics {metrics}")
-    names = percentiles[metrics[0]]
-    return {
-        name: sum(float(w) * percentiles[m][name] for m, w in zip(metrics, weights, strict=True))
-        for name in names
-    }
+    first = percentiles[metrics[0]]
+    out = torch.empty(first.numel(), dtype=torch.float64) if out is None else out
+    term = torch.empty(min(CACHE_CHUNK, first.numel()), dtype=torch.float64)
+    for piece in cache_slices(first.numel()):
+        total, scratch = out[piece], term[: piece.stop - piece.start]
+        torch.mul(first[piece], float(weights[0]), out=total)
+        for metric, weight in zip(metrics[1:], weights[1:], strict=True):
+            total.add_(torch.mul(percentiles[metric][piece], float(weight), out=scratch))
+    return out
 
 
 class MetricMixEnv(PruningEnv):
@@ -65,7 +89,15 @@ class MetricMixEnv(PruningEnv):
         if not self.metrics:
             raise ValueError("MetricMix needs at least one metric to mix; got metrics=()")
         self._settings["mode"] = mode
-        self._percentiles = {m: percentile_ranks(self.context.scores[m]) for m in self.metrics}
+        self._shapes = weight_shapes(self.context.model)
+        self._percentiles = {
+            metric: flat_percentile_ranks({n: self.context.scores[metric][n] for n in self._shapes})
+            for metric in self.metrics
+        }
+        self._mix = torch.empty(
+            sum(math.prod(s) for s in self._shapes.values()), dtype=torch.float64
+        )
+        self._dense_zeros = self._zero_in_dense_net()
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         width = len(self.metrics) + (self.num_layers if mode == "joint" else 0)
@@ -104,13 +136,34 @@ class MetricMixEnv(PruningEnv):
         """Rank by the mix, prune (globally to the budget, or per layer), evaluate, end."""
         action = self.check_action(action)
         weights = self.action_to_weights(action)
-        builder = self.context.mask_builder(mix_percentiles(self._percentiles, weights))
+        mix = mix_percentiles(self._percentiles, weights, out=self._mix)
         if self.mode == "global":
-            masks = self.budget_masks(builder)
+            masks = self._budget_masks_of(mix)
         else:
+            builder = self.context.mask_builder(per_layer(mix, self._shapes))
             ratios = self.action_to_ratios(action[: self.num_layers])
             masks = builder.from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
         info = self.episode_info(masks, self.evaluate_masks(masks))
         info |= self.cost_info(info["used"])
         info["metric_weights"] = dict(zip(self.metrics, weights.tolist(), strict=True))
         return self._observation.copy(), self.episode_reward(info), True, False, info
+
+    def _budget_masks_of(self, mix: torch.Tensor) -> MaskSet:
+        """``budget_masks`` of a builder ranking by the flat ``mix``, without one if unstructured.
+
+        A ``MaskBuilder`` would copy the mix and find which weights the dense net already
+        has at zero; both are known here, so the mix itself (those weights at -inf, as a
+        builder ranks them) goes straight to the one-pass budget search.
+        """
+        if self.structure == "channel":
+            return self.budget_masks(self.context.mask_builder(per_layer(mix, self._shapes)))
+        mix.index_fill_(0, self._dense_zeros, -math.inf)
+        sizes = {name: math.prod(shape) for name, shape in self._shapes.items()}
+        return MaskSet(per_layer(lowest_kept(mix, sizes, self.fits_removing), self._shapes))
+
+    def _zero_in_dense_net(self) -> torch.Tensor:
+        """Flat positions of the weights that are exactly zero in the dense net (usually none)."""
+        model = self.context.model
+        self.context.dense_masks.apply(model)
+        weights = [effective_weight(module).reshape(-1) for _, module in prunable_layers(model)]
+        return torch.cat(weights).eq(0).nonzero().squeeze(1).cpu()

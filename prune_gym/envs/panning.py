@@ -19,9 +19,9 @@ from gymnasium import spaces
 
 from prune_gym.checks import check_fraction, check_int, check_number
 from prune_gym.envs.base import PruningEnv
-from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
+from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action, weight_shapes
 from prune_gym.pruning import Budget, MaskSet, compute_scores
-from prune_gym.pruning.allocate import percentile_ranks, whole_weight_sparsity
+from prune_gym.pruning.allocate import flat_percentile_ranks, per_layer, whole_weight_sparsity
 from prune_gym.tasks import Task
 
 PANNING_METRICS = ("synflow", "snip", "grasp")
@@ -229,14 +229,20 @@ class PanningEnv(PruningEnv):
         return self._observation(loss_change, grad_change), float(reward), True, False, info
 
     def _prune(self, weights: np.ndarray, sparsity: float) -> MaskSet:
-        """Masks at ``sparsity`` from the mix of the metrics re-scored on the current subnet."""
+        """Masks at ``sparsity`` from the mix of the metrics re-scored on the current subnet.
+
+        The percentiles sort each metric's scores once; the threshold on the mix needs no
+        sort (``MaskBuilder.global_threshold`` on an unranked builder).
+        """
         self._masks.apply(self.context.model)
-        percentiles = {
-            metric: percentile_ranks(self.context.compute_scores(metric)) for metric in self.metrics
-        }
+        shapes = weight_shapes(self.context.model)
+        percentiles = {}
+        for metric in self.metrics:
+            scores = self.context.compute_scores(metric)
+            percentiles[metric] = flat_percentile_ranks({name: scores[name] for name in shapes})
+        mix = per_layer(mix_percentiles(percentiles, weights), shapes)
         at_least = whole_weight_sparsity(sparsity, self._masks.num_weights())
-        builder = self.context.mask_builder(mix_percentiles(percentiles, weights), self._masks)
-        return builder.global_threshold(at_least)
+        return self.context.mask_builder(mix, self._masks).global_threshold(at_least)
 
     @property
     def prunes_to_budget(self) -> bool:

@@ -1,14 +1,17 @@
 """From scores and pruning ratios to masks, and per-layer density allocations.
 
-``MaskBuilder`` ranks every layer's scores once; after that a mask for any ratio (or any
-global sparsity) is a comparison against the cached ranks, never a new sort. This is what
-makes environment steps cheap. ``uniform_densities`` and ``erk_densities`` allocate a
-global sparsity across layers.
+``MaskBuilder`` ranks every layer's scores once; after that a mask for any ratio is a
+comparison against the cached ranks, never a new sort. A global threshold (to a sparsity,
+or to a budget) needs no sort at all: ``lowest_kept`` finds it with a one-byte histogram
+of the scores. This is what makes environment steps cheap. ``uniform_densities`` and
+``erk_densities`` allocate a global sparsity across layers.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -17,6 +20,16 @@ from prune_gym.checks import check_fraction
 from prune_gym.pruning.layers import ChannelStructure, prunable_layers
 from prune_gym.pruning.masks import MaskSet, check_structure, effective_weight
 from prune_gym.pruning.scores import compute_scores
+
+#: units per slice when a long flat tensor is processed piecewise (2 MiB of float64: the
+#: slice and its temporaries stay in cache instead of streaming through memory, and each
+#: operation is long enough to be worth splitting between threads).
+CACHE_CHUNK = 1 << 18
+#: histogram buckets of ``lowest_kept`` for finite scores (and +inf); with one for -inf
+#: and one for NaN, a bucket number fits in one byte.
+FINITE_BUCKETS = 254
+#: scores sampled to bound the histogram's buckets.
+RANGE_SAMPLE = 1 << 16
 
 
 class MaskBuilder:
@@ -96,26 +109,43 @@ class MaskBuilder:
         return units
 
     def _build_global_order(self, unit_scores: dict[str, torch.Tensor]) -> None:
-        """Rank all units of all layers together, once: the one sort a builder does.
+        """Line all units of all layers up for one global ranking.
 
-        Kept: one int32 rank per unit (4 bytes per weight, unstructured) and, for channels,
-        the cumulative weight count in removal order (per channel, so negligible).
+        Unstructured, the scores are kept (8 bytes per weight) and ranked only when a mask
+        by ratios needs ranks (``_ranked``): a global threshold or budget never does
+        (``least_removal``), so a builder made for one such mask never sorts. Channels are
+        ranked now: kept are the rank and the cumulative weight count in removal order (per
+        channel, so negligible).
         """
         sizes, scores = [], []
         for name, unit in unit_scores.items():
             per_unit = math.prod(self._shapes[name][1:]) if self.structure == "channel" else 1
             if self.structure == "channel" and name in self.channel_structure.output_layers:
                 unit = torch.full_like(unit, math.inf)
-            sizes.append(torch.full((unit.numel(),), per_unit, dtype=torch.int64))
+            sizes.append(per_unit)
             scores.append(unit)
         all_scores = torch.cat(scores)
-        order = torch.argsort(all_scores, stable=True)
-        self._removable_units = int((all_scores < math.inf).sum())
-        self._global_rank = _ranks_of(order)
+        self._removable_units = int(torch.count_nonzero(all_scores < math.inf))
+        self._total_weights = sum(s * unit.numel() for s, unit in zip(sizes, scores, strict=True))
+        self._scores: torch.Tensor | None = all_scores
+        self._global_rank: torch.Tensor | None = None
         self._cumulative_size = None
         if self.structure == "channel":
-            self._cumulative_size = torch.cumsum(torch.cat(sizes)[order], dim=0)
-        self._total_weights = int(sum(size.sum() for size in sizes))
+            order = stable_order(all_scores)
+            self._global_rank, self._scores = _ranks_of(order), None
+            weights_per_unit = torch.cat(
+                [
+                    torch.full((unit.numel(),), size, dtype=torch.int64)
+                    for size, unit in zip(sizes, scores, strict=True)
+                ]
+            )
+            self._cumulative_size = torch.cumsum(weights_per_unit[order], dim=0)
+
+    def _ranked(self) -> torch.Tensor:
+        """Each unit's int32 rank over all layers: one sort on first need, then scores go."""
+        if self._global_rank is None:
+            self._global_rank, self._scores = _ranks_of(stable_order(self._scores)), None
+        return self._global_rank
 
     def _ranks_in_layer(self) -> dict[str, torch.Tensor]:
         """Per layer, each unit's int32 rank among the layer's units (built once, lazily).
@@ -126,7 +156,7 @@ class MaskBuilder:
         pruned by ratio, so their order does not matter.
         """
         if self._layer_ranks is None:
-            slices = self._global_rank.split(self._splits)
+            slices = self._ranked().split(self._splits)
             self._layer_ranks = {
                 name: _ranks_of(torch.argsort(part))
                 for name, part in zip(self.layer_names, slices, strict=True)
@@ -134,11 +164,10 @@ class MaskBuilder:
         return self._layer_ranks
 
     def nbytes(self) -> int:
-        """Bytes of tensors this builder keeps (ranks and cumulative sizes), for budgets."""
-        kept = [self._global_rank, *(self._layer_ranks or {}).values()]
-        if self._cumulative_size is not None:
-            kept.append(self._cumulative_size)
-        return sum(tensor.numel() * tensor.element_size() for tensor in kept)
+        """Bytes of tensors this builder keeps (scores or ranks, cumulative sizes)."""
+        kept = [self._scores, self._global_rank, self._cumulative_size]
+        kept += list((self._layer_ranks or {}).values())
+        return sum(t.numel() * t.element_size() for t in kept if t is not None)
 
     def unit_count(self, name: str) -> int:
         """Number of prunable units (weights, or output channels) of layer ``name``."""
@@ -172,17 +201,44 @@ class MaskBuilder:
     def global_threshold(self, sparsity: float) -> MaskSet:
         """Remove the lowest-ranked units across all layers until ``sparsity`` is reached.
 
-        Unstructured: exactly ``round(sparsity * N)`` weights. Channel: the fewest whole
-        channels (ranked by mean score per weight) that remove at least that many weights,
-        never a channel of an output layer (so ``sparsity=1`` keeps exactly those).
+        Unstructured: exactly ``round(sparsity * N)`` weights (never one scored +inf).
+        Channel: the fewest whole channels (ranked by mean score per weight) that remove at
+        least that many weights, never a channel of an output layer (so ``sparsity=1``
+        keeps exactly those).
         """
         sparsity = check_fraction(sparsity, "sparsity")
         target = round(sparsity * self._total_weights)
-        removed_units = target  # one weight per unit
-        if target > 0 and self._cumulative_size is not None:
-            removed_units = int(torch.searchsorted(self._cumulative_size, target)) + 1
+        if self.structure == "unstructured":
+            return self.least_removal(lambda removed: sum(removed.values()) >= target)
+        removed_units = int(torch.searchsorted(self._cumulative_size, target)) + 1 if target else 0
         removed_units = min(removed_units, self._removable_units)
         keep_all = self._global_rank >= removed_units
+        return self._mask_set(
+            dict(zip(self.layer_names, keep_all.split(self._splits), strict=True))
+        )
+
+    def least_removal(self, enough: Callable[[dict[str, int]], bool]) -> MaskSet:
+        """Remove the fewest lowest-ranked weights, over all layers, for which ``enough`` holds.
+
+        ``enough`` gets the number of weights removed per layer and must be monotone (true
+        for every longer prefix of the global ranking once true), as a limit on params and
+        MACs is. The masks are those a bisection over ``global_threshold`` sparsities would
+        find, from one histogram pass (``lowest_kept``) instead of a mask per probe.
+        Weights scored +inf are never removed: if no count is enough, all others are.
+        Unstructured only (a channel's cost depends on the channels coupled to it).
+        """
+        if self.structure != "unstructured":
+            raise ValueError(
+                f"least_removal prunes single weights; this builder has structure="
+                f"{self.structure!r} (use global_threshold)"
+            )
+        removable = self._removable_units
+
+        def enough_or_all(removed: dict[str, int]) -> bool:
+            return sum(removed.values()) >= removable or enough(removed)
+
+        key = self._global_rank if self._scores is None else self._scores
+        keep_all = lowest_kept(key, self._unit_counts, enough_or_all)
         return self._mask_set(
             dict(zip(self.layer_names, keep_all.split(self._splits), strict=True))
         )
@@ -221,9 +277,15 @@ def _ranks_of(order: torch.Tensor) -> torch.Tensor:
     int32 (4 bytes per entry) unless there are more entries than int32 can count.
     """
     dtype = torch.int32 if order.numel() <= torch.iinfo(torch.int32).max else torch.int64
-    ranks = torch.empty(order.numel(), dtype=dtype)
-    ranks[order] = torch.arange(order.numel(), dtype=dtype)
-    return ranks
+    return _placed(order, torch.arange(order.numel(), dtype=dtype))
+
+
+def _placed(order: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values[i]`` put at position ``order[i]``: a permutation's inverse, carrying values.
+
+    ``scatter_`` does it about twice as fast as index assignment on large tensors.
+    """
+    return torch.empty_like(values).scatter_(0, order, values)
 
 
 def whole_weight_sparsity(sparsity: float, total: int) -> float:
@@ -242,12 +304,152 @@ def percentile_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     A scale-free normalisation: metrics whose raw values differ by orders of magnitude
     (SynFlow vs SNIP) become comparable, so they can be mixed and summarised.
     """
-    names = list(scores)
-    flat = torch.cat([scores[name].reshape(-1).to(torch.float64) for name in names])
-    ranks = _ranks_of(torch.argsort(flat, stable=True))
-    percentiles = ranks.to(torch.float64) / max(flat.numel() - 1, 1)
-    parts = percentiles.split([scores[name].numel() for name in names])
-    return {name: part.view(scores[name].shape) for name, part in zip(names, parts, strict=True)}
+    shapes = {name: score.shape for name, score in scores.items()}
+    return per_layer(flat_percentile_ranks(scores), shapes)
+
+
+def flat_percentile_ranks(scores: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``percentile_ranks`` as one float64 tensor, the layers flat and end to end in order.
+
+    Ties are ranked by position, as a stable sort does.
+    """
+    flat = _concatenated([score.detach().cpu() for score in scores.values()])
+    percentiles = torch.arange(flat.numel(), dtype=torch.float64).div_(max(flat.numel() - 1, 1))
+    return _placed(stable_order(flat), percentiles)
+
+
+def per_layer(flat: torch.Tensor, shapes: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Views of ``flat`` cut into consecutive pieces of the given shapes, in order."""
+    parts = flat.split([math.prod(shape) for shape in shapes.values()])
+    return {
+        name: part.view(shape) for (name, shape), part in zip(shapes.items(), parts, strict=True)
+    }
+
+
+def _concatenated(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The parts flat and end to end: float32 if all are floats of at most 32 bits, else float64.
+
+    Either way the values compare exactly as their float64 conversions do, and float32
+    sorts faster (4-byte keys, see ``stable_order``).
+    """
+    narrow = all(part.is_floating_point() and part.element_size() <= 4 for part in parts)
+    dtype = torch.float32 if narrow else torch.float64
+    return torch.cat([part.reshape(-1).to(dtype) for part in parts])
+
+
+def stable_order(values: torch.Tensor) -> torch.Tensor:
+    """``torch.argsort(values, stable=True)`` of a flat tensor, 3-5x faster for floats.
+
+    Floats are sorted as integer keys of the same order (``_sort_keys``), which PyTorch
+    radix-sorts; ties stay in position order, -inf first and NaN last, as with floats.
+    """
+    return torch.argsort(_sort_keys(values), stable=True)
+
+
+def _sort_keys(values: torch.Tensor) -> torch.Tensor:
+    """Integers that order (and tie) exactly as the flat ``values`` do in a float sort.
+
+    An IEEE float's bits, read as a signed integer, sort like the float when it is
+    positive; for negative floats the magnitude bits are flipped. -0.0 becomes 0.0 and
+    every NaN the one canonical NaN first, since a float sort ties them. Integers are
+    their own keys; float64 gives int64 keys, narrower floats int32 keys.
+    """
+    if not values.is_floating_point():
+        return values
+    wide = values.dtype == torch.float64
+    float_type, int_type = (torch.float64, torch.int64) if wide else (torch.float32, torch.int32)
+    canonical = values.to(float_type, copy=True)
+    canonical.masked_fill_(canonical == 0, 0.0)
+    canonical.masked_fill_(canonical.isnan(), math.nan)
+    bits = canonical.view(int_type)
+    sign = bits.bitwise_right_shift(8 * bits.element_size() - 1)  # -1 if negative, else 0
+    return bits.bitwise_xor_(sign.bitwise_and_(torch.iinfo(int_type).max))
+
+
+def lowest_kept(
+    scores: torch.Tensor, sizes: Mapping[str, int], enough: Callable[[dict[str, int]], bool]
+) -> torch.Tensor:
+    """Keep flags removing the fewest lowest units, in a stable sort's order, that are enough.
+
+    ``scores`` is flat; its consecutive parts of ``sizes`` (name -> units, in order) are
+    the layers. ``enough`` gets the units removed per layer; it must be monotone (once
+    true, true for more units removed in this order) and true when all are removed.
+    The order is that of ``stable_order`` (score, then position), found without sorting:
+    a one-byte bucket per unit, monotone in that order (``_bucket_ids``), counts every
+    layer's units below each bucket; a bisection over buckets finds the one in which
+    ``enough`` turns true, and only that bucket's units are sorted and bisected.
+    """
+    buckets = _bucket_ids(scores)
+    names = list(sizes)
+    counts = torch.stack(
+        [torch.bincount(part, minlength=256) for part in buckets.split(list(sizes.values()))]
+    )
+    below = torch.nn.functional.pad(counts.cumsum(dim=1), (1, 0))  # [:, b]: in buckets < b
+
+    def enough_with(removed: torch.Tensor) -> bool:
+        return enough(dict(zip(names, removed.tolist(), strict=True)))
+
+    first = bisect.bisect_left(range(257), True, key=lambda b: enough_with(below[:, b]))
+    if first == 0:
+        return torch.ones(scores.numel(), dtype=torch.bool)
+    bucket = first - 1  # enough turns true among this bucket's units
+    members = (buckets == bucket).nonzero().squeeze(1)
+    members = members[stable_order(scores[members])]
+    ends = torch.tensor(list(sizes.values())).cumsum(dim=0)
+    layer_of = torch.searchsorted(ends, members, right=True)
+    base = below[:, bucket]
+    taken = 1 + bisect.bisect_left(
+        range(1, members.numel() + 1),
+        True,
+        key=lambda j: enough_with(base + torch.bincount(layer_of[:j], minlength=len(names))),
+    )
+    keep = buckets > bucket
+    keep[members[taken:]] = True
+    return keep
+
+
+def _bucket_ids(scores: torch.Tensor) -> torch.Tensor:
+    """One byte per score, monotone in a stable sort's order (ties share a bucket).
+
+    0 for -inf, 1 to ``FINITE_BUCKETS`` for finite scores (linear in the score between
+    the bounds of ``_sampled_range``, clamped), 255 for NaN (+inf shares the top finite
+    bucket). Only monotonicity matters, so rounding in the arithmetic is harmless: every
+    step (subtract, scale by a positive number, clamp) is monotone in IEEE arithmetic.
+    """
+    low, high = _sampled_range(scores)
+    scale = (FINITE_BUCKETS - 1) / (high - low) if high > low else 1.0
+    if not 0 < scale < math.inf:  # a span too small or too large to divide by
+        scale = 1.0
+    origin = low - 1 / scale  # ``low`` lands in bucket 1
+    ids = torch.empty(scores.numel(), dtype=torch.uint8)
+    work = torch.empty(min(CACHE_CHUNK, scores.numel()), dtype=torch.float64)
+    for piece in cache_slices(scores.numel()):
+        value = torch.sub(scores[piece], origin, out=work[: piece.stop - piece.start])
+        value.mul_(scale).clamp_(0, FINITE_BUCKETS).nan_to_num_(nan=FINITE_BUCKETS + 1)
+        ids[piece].copy_(value)
+    return ids
+
+
+def _sampled_range(scores: torch.Tensor) -> tuple[float, float]:
+    """The smallest and largest finite score among ~``RANGE_SAMPLE`` evenly spaced ones.
+
+    Bucket bounds need not be exact: a score beyond them shares the first or the last
+    finite bucket (or -inf's), still in order. A strided sample costs a small fraction of a
+    pass, and skips the infinities (pruned weights score -inf) without copying the rest.
+    Returns (0, 0) if no sampled score is finite.
+    """
+    sample = scores[:: max(1, scores.numel() // RANGE_SAMPLE)]
+    sample = sample[torch.isfinite(sample)]
+    if sample.numel() == 0:
+        return 0.0, 0.0
+    low, high = torch.aminmax(sample)
+    return float(low), float(high)
+
+
+def cache_slices(numel: int) -> Iterator[slice]:
+    """Consecutive slices of ``CACHE_CHUNK`` units covering ``range(numel)``."""
+    for start in range(0, numel, CACHE_CHUNK):
+        yield slice(start, min(start + CACHE_CHUNK, numel))
 
 
 def _check_score_shape(name: str, score: torch.Tensor, shape: torch.Size, structure: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -123,3 +124,41 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
             f"| {row['timesteps']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def seeds_table(
+    config: RunConfig, rows: list[dict[str, Any]], seeds: Sequence[int], failed: dict[int, str]
+) -> str:
+    """Markdown table of every policy's mean ± std over seeds (``rows`` carry ``seed``).
+
+    Each seed's own table, with its best baseline chosen on val, is in its folder; here a
+    policy's accuracies are averaged over the seeds it ran on (std: sample, over seeds).
+    """
+    budget = ", ".join(f"{k} <= {v:g}" for k, v in config.budget.items())
+    done = [seed for seed in seeds if seed not in failed]
+    lines = [
+        f"# {config.agent} on {config.env}, task {config.task}, budget {budget}: "
+        f"{len(done)} seed(s)",
+        "",
+        f"Mean ± std over seeds {', '.join(map(str, done)) or 'none'}; each seed's table is "
+        "in its folder (seed-<n>/summary.md). Test accuracy is only reported.",
+        "",
+        "| policy | seeds | val acc. | test acc. | MACs ratio | params ratio | feasible rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    policies = list(dict.fromkeys(row["policy"] for row in rows))
+    for policy in policies:
+        mine = [row for row in rows if row["policy"] == policy]
+        cells = [_mean_std([row[key] for row in mine]) for key in SUMMARY_FIELDS]
+        feasible = statistics.fmean(row["feasible"] for row in mine)
+        lines.append(f"| {policy} | {len(mine)} | {' | '.join(cells)} | {feasible:.0%} |")
+    for seed, error in failed.items():
+        lines.append(f"\nSeed {seed} failed: {error}")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    """``mean ± std`` of ``values`` (std over at least two)."""
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {spread:.4f}"

@@ -10,9 +10,12 @@ are pickle: load only trusted files.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import time
+from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +29,20 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm import tqdm
 
 import prune_gym  # noqa: F401  (registers the env ids)
-from agents.comparison import baseline_rows, best_baseline, comparison_table, learned_rows
+from agents.comparison import (
+    baseline_rows,
+    best_baseline,
+    comparison_table,
+    learned_rows,
+    seeds_table,
+)
 from agents.panning_agent import PanningAgent
 from agents.ppo_lagrangian import PPOLagrangian
 from agents.run_config import RunConfig, algorithm_kwargs
 from agents.selection import ValidationSelection
 from prune_gym.algorithms import load_model
 from prune_gym.bench.plots import save_png
+from prune_gym.executors import Executor
 from prune_gym.tasks import make as make_task
 from prune_gym.wrappers import CostMonitor, LagrangianReward
 
@@ -160,6 +170,51 @@ def train(config: RunConfig, out: str | Path) -> str:
     dense_val = dense.evaluate(dense.pretrained_model(), "val")["accuracy"]
     plot_training(out / "progress.csv", config, rows, dense_val, out / "training.png")
     return table
+
+
+def train_one(job: tuple[RunConfig, Path]) -> dict[str, Any]:
+    """``train(config, out)`` for one seed, wherever it runs: its rows, or its error."""
+    config, out = job
+    try:
+        train(config, out)
+    except Exception as error:  # the other seeds go on; the summary reports this one
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"rows": json.loads((out / "results.json").read_text())}
+
+
+def train_seeds(
+    config: RunConfig, seeds: Sequence[int], out: str | Path, executor: Executor
+) -> tuple[str, dict[int, str]]:
+    """One agent per seed (``train`` into ``out/seed-<n>``), then mean ± std over seeds.
+
+    The seeds run on ``executor`` (in parallel on Ray). Writes ``out/results.json`` (every
+    seed's rows, each with its ``seed``) and ``out/summary.md``. A seed that fails does not
+    stop the others; returns the summary and the failed seeds with their errors.
+    """
+    out = Path(out)
+    jobs = []
+    for seed in seeds:
+        seeded = copy.deepcopy(config)  # train() resolves reference="best" in place
+        seeded.seed = seed
+        jobs.append((seeded, out / f"seed-{seed}"))
+    rows: list[dict[str, Any]] = []
+    failed: dict[int, str] = {}
+    outcomes = executor.map_unordered(train_one, jobs)
+    with closing(outcomes), tqdm(total=len(jobs), desc="seeds", unit="seed") as progress:
+        for outcome in outcomes:
+            seed = outcome.job[0].seed
+            result = outcome.result or {"error": f"run lost: {outcome.error}"}
+            if "error" in result:
+                failed[seed] = result["error"]
+            else:
+                rows += [row | {"seed": seed} for row in result["rows"]]
+            progress.update()
+    rows.sort(key=lambda row: row["seed"])  # the order seeds finish in varies
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    summary = seeds_table(config, rows, seeds, failed)
+    (out / "summary.md").write_text(summary)
+    return summary, failed
 
 
 def evaluate_saved(model_path: str | Path, episodes: int | None = None) -> str:

@@ -14,6 +14,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 
 def is_integer(value: Any) -> bool:
     """Whether ``value`` is an integer (Python or numpy), not a bool."""
@@ -92,3 +94,14 @@ def _range_text(low: int | None, high: int | None) -> str:
     if high is not None:
         return f" <= {high}"
     return ""
+
+
+def check_device(value: Any, name: str = "device") -> str:
+    """``value`` as the text of a torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}={value!r} must be a str such as 'cpu' or 'cuda'")
+    try:
+        torch.device(value)
+    except RuntimeError as error:
+        raise ValueError(f"{name}={value!r} is not a torch device ({error})") from error
+    return value

@@ -9,49 +9,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from prune_gym.envs import ENV_IDS
+from prune_gym.executors import EXECUTORS, Executor, MissingExtra, make_executor
+from prune_gym.plugins import import_modules
 from prune_gym.pruning import available_metrics
 from prune_gym.tasks import list_tasks
 
 #: exit code after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
-
-
-def import_modules(names: Sequence[str]) -> None:
-    """Import each ``--import`` module (a dotted name or a ``.py`` path) so it can register.
-
-    A user's tasks, metrics and envs exist once the module that registers them has run.
-    Dotted names are looked up from the current directory too, as ``python -m`` does.
-    ``ValueError`` naming the module if it cannot be found; errors inside it propagate.
-    """
-    for name in names:
-        if name.endswith(".py"):
-            path = Path(name)
-            if not path.is_file():
-                raise ValueError(f"--import {name!r}: no such file")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
-            continue
-        if "" not in sys.path and str(Path.cwd()) not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
-                raise  # the module exists but imports something missing: show where
-            raise ValueError(
-                f"--import {name!r}: no such module ({error}); give a module importable from "
-                "the current directory or a path to a .py file"
-            ) from error
 
 
 def _list(_args: argparse.Namespace) -> int:
@@ -106,9 +76,17 @@ def _bench(args: argparse.Namespace) -> int:
         if missing:
             raise SystemExit(f"prune-gym bench: give --suite, or {' and '.join(missing)}")
         spec = BenchSpec(**given)
+    if args.device:
+        spec = dataclasses.replace(spec, device=args.device)
+    if args.gpus_per_run and spec.device == "cpu":
+        raise ValueError(
+            f"--gpus-per-run {args.gpus_per_run:g} reserves GPUs that runs on device 'cpu' "
+            "would not use: add --device cuda"
+        )
     out = Path(args.out)
+    executor = _executor(args)
     try:
-        records = run_benchmark(spec, out)
+        records = run_benchmark(spec, out, executor)
     except KeyboardInterrupt:
         records = latest_records(RecordStore(out).read())
         if records:
@@ -120,15 +98,28 @@ def _bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    finally:
+        executor.close()
     print(write_report(records, out))
     failed = sum(record.get("status") == "failed" for record in records)
     print(f"{len(records)} runs, {failed} failed; results in {out}")
     return 1 if failed else 0
 
 
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor ``--executor``, ``--address`` and the resources per run ask for."""
+    return make_executor(
+        args.executor,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        imports=args.imports,
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
-    """Train an agent into ``--out`` and print its table against the baselines."""
-    from agents.jobs import train
+    """Train an agent into ``--out`` (one per seed) and print its table against the baselines."""
+    from agents.jobs import train, train_seeds
     from agents.run_config import RunConfig
     from prune_gym.bench.spec import parse_budget
 
@@ -160,9 +151,29 @@ def _train(args: argparse.Namespace) -> int:
         eval_episodes=args.episodes,
         **{key: value for key, value in optional.items() if value is not None},
     )
-    print(train(config, args.out))
-    print(f"model.zip, run.json, results.json, summary.md and training.png in {args.out}")
-    return 0
+    files = "model.zip, run.json, results.json, summary.md and training.png"
+    if args.seeds is None:
+        if args.executor != "local":
+            raise ValueError("--executor ray trains one agent per seed: give --seeds, e.g. 0,1,2")
+        print(train(config, args.out))
+        print(f"{files} in {args.out}")
+        return 0
+    executor = _executor(args)
+    try:
+        summary, failed = train_seeds(config, args.seeds, args.out, executor)
+    finally:
+        executor.close()
+    print(summary)
+    print(f"{files} per seed in {args.out}/seed-<n>; the summary over seeds in {args.out}")
+    return 1 if failed else 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``: distinct seeds, in order."""
+    seeds = [_integer(item.strip(), "a seed") for item in text.split(",") if item.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2")
+    return tuple(seeds)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -176,14 +187,17 @@ def _eval(args: argparse.Namespace) -> int:
 def _finetune_budgets(text: str) -> tuple[int | str, ...]:
     """``"200,matched"`` -> ``(200, "matched")`` (validated by ``BenchSpec``)."""
     items = [item.strip() for item in text.split(",") if item.strip()]
-    return tuple(item if item == "matched" else _integer(item) for item in items)
+    return tuple(
+        item if item == "matched" else _integer(item, "a number of steps or matched")
+        for item in items
+    )
 
 
-def _integer(text: str) -> int:
+def _integer(text: str, meaning: str) -> int:
     try:
         return int(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps or matched") from error
+        raise argparse.ArgumentTypeError(f"{text!r} is not {meaning}") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="import MODULE (dotted name or .py path) first, so the tasks, metrics and envs "
         "it registers can be named; repeatable",
     )
+    placement = argparse.ArgumentParser(add_help=False)
+    placement.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where runs execute: one after another here (default), or as Ray tasks "
+        "(pip install 'prune-gym[ray]')",
+    )
+    placement.add_argument(
+        "--address", help="Ray cluster to join (auto: this machine's); default a local Ray"
+    )
+    placement.add_argument(
+        "--cpus-per-run", type=float, default=1, help="CPUs (and torch threads) per Ray task"
+    )
+    placement.add_argument("--gpus-per-run", type=float, default=0, help="GPUs per Ray task")
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser(
         "list",
@@ -209,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=_list)
     train = verbs.add_parser(
         "train",
-        parents=[common],
+        parents=[common, placement],
         help="train an agent, then compare it with every baseline on the same budget",
         description="With no options: PPO-Lagrangian on GlobalRatio-v0, digits-cnn, flops "
         "budget 0.5, acting by density logits around the best fixed policy's allocation "
@@ -227,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--agent", default="ppo-lag", choices=("ppo-lag", "ppo", "panning"))
     train.add_argument("--timesteps", type=int, default=2048, help="env steps of training")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seeds",
+        type=_seeds,
+        help="comma-separated seeds: one agent each (in --out/seed-<n>), then mean ± std "
+        "over them; with --executor ray, in parallel",
+    )
     train.add_argument("--structure", choices=("unstructured", "channel"))
     train.add_argument("--max-ratio", type=float, help="largest per-layer ratio an action maps to")
     train.add_argument(
@@ -263,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(run=_eval)
     bench = verbs.add_parser(
         "bench",
-        parents=[common],
+        parents=[common, placement],
         help="compare pruning methods on the same tasks and budgets",
         description="Writes results.csv, results.json, summary.md and PNG plots to --out; "
         "runs already there are reused. SB3 policy zips are pickle: load only trusted files.",
@@ -290,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--policy", action="append", help="trained SB3 model zip (repeatable)")
     bench.add_argument("--algo", help="algorithm of --policy zips: ppo (default), a2c, sac, td3")
+    bench.add_argument(
+        "--device", help="torch device of one-shot and learned runs, e.g. cuda (default cpu)"
+    )
     bench.add_argument("--out", required=True, help="output folder (resumable)")
     bench.set_defaults(run=_bench)
     return parser
@@ -302,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import_modules(args.imports)
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+    except (ValueError, FileNotFoundError, MissingExtra) as error:  # a message, no traceback
         parser.exit(2, f"prune-gym {args.verb}: error: {error}\n")
     except KeyboardInterrupt:
         print(f"\nprune-gym {args.verb}: interrupted", file=sys.stderr)

@@ -14,3 +14,13 @@ def _prune_gym_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PRUNE_GYM_CACHE", str(tmp_path_factory.mktemp("prune_gym_cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def smoke_output(tmp_path_factory):
+    """The smoke suite run once through the CLI, as CI users run it: (folder, exit code)."""
+    from prune_gym.cli import main
+
+    out = tmp_path_factory.mktemp("smoke")
+    code = main(["bench", "--suite", "smoke", "--out", str(out)])
+    return out, code

@@ -10,14 +10,6 @@ from prune_gym.bench import runner as bench_runner
 from prune_gym.cli import main
 
 
-@pytest.fixture(scope="module")
-def smoke_output(tmp_path_factory):
-    """The smoke suite run once through the CLI, as CI users run it."""
-    out = tmp_path_factory.mktemp("smoke")
-    code = main(["bench", "--suite", "smoke", "--out", str(out)])
-    return out, code
-
-
 def test_smoke_suite_writes_every_file_with_the_required_columns(smoke_output):
     out, code = smoke_output
     assert code == 0

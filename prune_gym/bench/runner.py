@@ -6,14 +6,19 @@ to the budget's parameter sparsity; a trained SB3 policy is evaluated like a fix
 Each finished run is appended to the folder's ``records.jsonl`` (``RecordStore``) under a
 key that hashes every setting that changes its result, so a re-run reuses exactly the
 runs it would otherwise repeat, whatever grid it asks for, and never deletes one.
+Runs execute here, one after another, or on a Ray cluster (``prune_gym.executors``);
+either way this process (the driver) writes every record.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
 import traceback
+import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from prune_gym.bench.overlap import aligned_overlap, support_recovery
 from prune_gym.bench.spec import MATCHED, BenchSpec, parse_budget
 from prune_gym.bench.store import RecordStore, latest_records
 from prune_gym.evaluation import evaluate
+from prune_gym.executors import Executor, LocalExecutor
 from prune_gym.pruning import Budget, MaskSet
 from prune_gym.pruning.allocate import whole_weight_sparsity
 from prune_gym.tasks import Task, make
@@ -92,6 +98,8 @@ def run_settings(
         "finetune_steps": finetune_steps,
         "max_ratio": spec.max_ratio,
     }
+    if spec.device != "cpu":  # only then, so CPU runs keep the keys they always had
+        settings["device"] = spec.device
     if kind == "one-shot":
         settings |= policy_env_settings(method)
     if kind == "learned":
@@ -217,6 +225,7 @@ class BenchmarkRunner:
             "structure": masks.structure,
             "finetune_steps": run.settings.get("finetune_steps", 0),
             "max_ratio": run.settings.get("max_ratio"),
+            "device": run.settings.get("device", "cpu"),  # training-time methods: the CPU
             "val_samples": len(splits["val"]),
             "test_samples": len(splits["test"]),
             "layers": self.layer_descriptions(run.task, run.seed),
@@ -237,12 +246,16 @@ class BenchmarkRunner:
         trained on (its env id and settings, this run's task and budget).
         """
         saved = SavedRun.beside(run.policy_path) if run.kind == "learned" else None
+        device = run.settings.get("device", "cpu")
         if saved is None:
             settings = {"structure": self.spec.structure, "max_ratio": self.spec.max_ratio}
             settings |= policy_env_settings(run.method) if run.kind == "one-shot" else {}
-            env = gym.make(self.spec.env, task=task, budget=budget.limits, **settings)
+            env = gym.make(
+                self.spec.env, task=task, budget=budget.limits, device=device, **settings
+            )
         else:
-            env = gym.make(saved.env, task=task, budget=budget.limits, **saved.env_kwargs)
+            kwargs = saved.env_kwargs | {"device": device}
+            env = gym.make(saved.env, task=task, budget=budget.limits, **kwargs)
         if run.kind == "learned":
             algorithm = self.spec.policy_algorithm if saved is None else saved.algorithm
             policy = load_model(run.policy_path, algorithm)
@@ -325,29 +338,75 @@ def run_keys(spec: BenchSpec) -> set[str]:
     return {runner.identify(run)["run_key"] for run in plan(spec)}
 
 
-def run_benchmark(spec: BenchSpec, out_dir: str | Path) -> list[dict[str, Any]]:
+def run_benchmark(
+    spec: BenchSpec, out_dir: str | Path, executor: Executor | None = None
+) -> list[dict[str, Any]]:
     """Run every run of ``spec`` whose key is not finished in ``out_dir``; return all records.
 
-    Returns the latest record of every run in the folder, from this and earlier
-    benchmarks alike. A failed run is recorded (status ``failed`` with its error) and
-    the rest go on; it is tried again by the next benchmark. An interrupt
-    (``KeyboardInterrupt``) stops between two records: every finished run is on disk.
+    Runs go to ``executor`` (default: one after another in this process); each record is
+    appended here as its run finishes, with a progress bar over the runs to do. Returns
+    the latest record of every run in the folder, from this and earlier benchmarks alike.
+    A failed run is recorded (status ``failed`` with its error) and the rest go on; it is
+    tried again by the next benchmark. An interrupt (``KeyboardInterrupt``) stops between
+    two records, cancelling the runs in progress: every finished run is on disk.
     """
     out_dir = Path(out_dir)
     store = check_folder(out_dir)
     finished = {r["run_key"] for r in store.read() if r["status"] == "ok"}
-    runner = BenchmarkRunner(spec)
-    progress = tqdm(plan(spec), desc="benchmark", unit="run")
-    for run in progress:
-        progress.set_postfix_str(f"{run.task} {run.budget} {run.method} seed {run.seed}")
-        fields = run.fields()  # until the task's definition is known
+    benchmark = uuid.uuid4().hex
+    runner = runner_for(spec, benchmark)
+    todo = []
+    for run in plan(spec):
         try:
             fields = runner.identify(run)
-            if fields["run_key"] in finished:
-                continue
-            record = fields | runner.execute(run)
         except Exception as error:  # recorded and reported; the other runs go on
-            record = fields | failure(error)
-        store.append(record)
-    progress.close()
+            store.append(run.fields() | failure(error))
+            continue
+        if fields["run_key"] not in finished:
+            todo.append((run, fields))
+    executor = LocalExecutor() if executor is None else executor
+    function = functools.partial(execute_run, spec, benchmark)
+    progress = tqdm(total=len(todo), desc=f"benchmark ({executor.name})", unit="run")
+    with progress, closing(executor.map_unordered(function, todo)) as outcomes:
+        for outcome in outcomes:
+            run, fields = outcome.job
+            if outcome.error is None:
+                store.append(outcome.result)
+            else:  # the executor lost it (its worker kept dying): recorded like a failure
+                store.append(fields | lost(outcome.error))
+            progress.update()
+            progress.set_postfix_str(f"{run.task} {run.budget} {run.method} seed {run.seed}")
     return latest_records(store.read())
+
+
+#: this process's runner, and the benchmark it serves (``runner_for``).
+_RUNNER: tuple[str, BenchmarkRunner] | None = None
+
+
+def runner_for(spec: BenchSpec, benchmark: str) -> BenchmarkRunner:
+    """This process's runner for one ``run_benchmark`` call, named by ``benchmark``.
+
+    A worker (or the driver, locally) keeps it from run to run, so it builds each task
+    and its dense accuracy once, as a local benchmark does; a new benchmark starts afresh.
+    """
+    global _RUNNER
+    if _RUNNER is None or _RUNNER[0] != benchmark:
+        _RUNNER = (benchmark, BenchmarkRunner(spec))
+    return _RUNNER[1]
+
+
+def execute_run(spec: BenchSpec, benchmark: str, job: tuple[Run, dict[str, Any]]) -> dict[str, Any]:
+    """The record of one run (``job``: the run and its identifying fields), where it runs.
+
+    A run that raises is returned as a failed record, not raised: its error is its result.
+    """
+    run, fields = job
+    try:
+        return fields | runner_for(spec, benchmark).execute(run)
+    except Exception as error:
+        return fields | failure(error)
+
+
+def lost(error: str) -> dict[str, Any]:
+    """The result fields of a run its executor lost (e.g. a worker killed every attempt)."""
+    return {"status": "failed", "error": f"run lost: {error}", "traceback": ""}

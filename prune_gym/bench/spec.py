@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from prune_gym.checks import check_fraction, check_int, did_you_mean
+from prune_gym.checks import check_device, check_fraction, check_int, did_you_mean
 from prune_gym.envs import check_env_id
 from prune_gym.pruning import Budget
 
@@ -78,6 +78,9 @@ class BenchSpec:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     policies: tuple[str, ...] = ()
     policy_algorithm: str = "ppo"
+    #: where one-shot and learned runs' envs compute (``"cuda"`` on a GPU); training-time
+    #: methods train on the CPU.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.budgets or not self.methods:
@@ -92,6 +95,7 @@ class BenchSpec:
         )
         object.__setattr__(self, "finetune_steps", budgets)
         check_fraction(self.max_ratio, "max_ratio")
+        check_device(self.device)
         check_env_id(self.env)
         for budget in self.budgets:
             parse_budget(budget)

@@ -1,0 +1,116 @@
+"""Vectorised rollouts on one machine: SubprocVecEnv with 1 vs 2 workers, interleaved.
+
+Run: ``python benchmarks/vec_env_speed.py [--rounds 5] [--steps 8]``.
+
+For each (task, env) three SB3 ``SubprocVecEnv`` stand ready side by side: one worker with
+torch's default threads (all cores), one worker with one thread, and two workers with one
+thread each. Rounds alternate between them (A B C A B C ...), each timing ``--steps``
+vector steps of random actions, so a shared, noisy machine shows as spread rather than a
+wrong ratio. Reported: env steps per second (median over rounds) and the speedup of two
+workers over each one-worker setting (median and range of the per-round ratios).
+
+Goal (issue "Beyond one machine"): 2 workers >= 1.8x the steps/s of 1 on 2 cores.
+``resnet20-random`` is CIFAR-shaped random data with initial weights (``env_speed.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import SubprocVecEnv
+
+from prune_gym.plugins import import_modules
+
+#: registers resnet20-random / resnet50-random.
+ENV_SPEED = str(Path(__file__).with_name("env_speed.py"))
+#: setting -> (workers, torch threads per worker; None: torch's default).
+SETTINGS = {"1 worker, default threads": (1, None), "1 worker, 1 thread": (1, 1)}
+SETTINGS["2 workers, 1 thread each"] = (2, 1)
+
+
+def make_env(env_id: str, task: str, threads: int | None, rank: int) -> gym.Env:
+    """One worker's env (run in the worker process): its thread count, then the env."""
+    import_modules([ENV_SPEED])
+    if threads is not None:
+        torch.set_num_threads(threads)
+    env = gym.make(env_id, task=task)
+    env.reset(seed=rank)
+    env.action_space.seed(rank)
+    return env
+
+
+def time_steps(vec_env: SubprocVecEnv, steps: int, seed: int) -> float:
+    """Env steps per second over ``steps`` vector steps of random actions."""
+    rng = np.random.default_rng(seed)
+    space = vec_env.action_space
+    start = time.perf_counter()
+    for _ in range(steps):
+        actions = rng.uniform(space.low, space.high, (vec_env.num_envs, *space.shape))
+        vec_env.step(actions.astype(space.dtype))
+    return steps * vec_env.num_envs / (time.perf_counter() - start)
+
+
+def measure(task: str, env_id: str, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Steps/s per setting and round, the settings interleaved round by round."""
+    vec_envs = {
+        name: SubprocVecEnv(
+            [functools.partial(make_env, env_id, task, threads, rank) for rank in range(workers)]
+        )
+        for name, (workers, threads) in SETTINGS.items()
+    }
+    rates: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    try:
+        for vec_env in vec_envs.values():  # warm-up
+            vec_env.reset()
+            time_steps(vec_env, 1, seed=0)
+        for index in range(rounds):
+            for name, vec_env in vec_envs.items():
+                rates[name].append(time_steps(vec_env, steps, seed=index + 1))
+    finally:
+        for vec_env in vec_envs.values():
+            vec_env.close()
+    return rates
+
+
+def speedup(two: list[float], one: list[float]) -> str:
+    """Median (min-max) of the per-round ratios ``two / one``."""
+    ratios = [a / b for a, b in zip(two, one, strict=True)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--steps", type=int, default=8, help="vector steps per round")
+    parser.add_argument("--tasks", nargs="+", default=["digits-cnn", "resnet20-random"])
+    parser.add_argument(
+        "--envs", nargs="+", default=["prune_gym/GlobalRatio-v0", "prune_gym/LayerRatio-v0"]
+    )
+    args = parser.parse_args()
+    import_modules([ENV_SPEED])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads")
+    print(f"{args.rounds} interleaved rounds of {args.steps} vector steps; steps/s: medians\n")
+    names = list(SETTINGS)
+    print(f"| task | env | {' | '.join(names)} | 2 workers / 1 (default) | 2 workers / 1 (1 thr) |")
+    print("|---|---|" + "---:|" * (len(names) + 2))
+    for task in args.tasks:
+        for env_id in args.envs:
+            rates = measure(task, env_id, args.rounds, args.steps)
+            medians = " | ".join(f"{statistics.median(rates[name]):.1f}" for name in names)
+            two = rates[names[2]]
+            print(
+                f"| {task} | {env_id.split('/')[1]} | {medians} | "
+                f"{speedup(two, rates[names[0]])} | {speedup(two, rates[names[1]])} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,9 @@ vector steps of random actions, so a shared, noisy machine shows as spread rathe
 wrong ratio. Reported: env steps per second (median over rounds) and the speedup of two
 workers over each one-worker setting (median and range of the per-round ratios).
 
-Goal (issue "Beyond one machine"): 2 workers >= 1.8x the steps/s of 1 on 2 cores.
+Goal (issue "Beyond one machine"): 2 workers >= 1.8x the steps/s of 1 on 2 cores. The
+last lines measure what the machine allows without any env: a cache-resident compute
+load, and the bare ResNet-20 reward forward, in two processes at once over one alone.
 ``resnet20-random`` is CIFAR-shaped random data with initial weights (``env_speed.py``).
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
@@ -79,6 +82,50 @@ def measure(task: str, env_id: str, rounds: int, steps: int) -> dict[str, list[f
     return rates
 
 
+def matmuls(count: int) -> None:
+    """``count`` 512x512 float32 matrix products on one thread (a pure-compute load)."""
+    torch.set_num_threads(1)
+    a = torch.randn(512, 512)
+    for _ in range(count):
+        a = torch.tanh(a @ a)
+
+
+def forwards(count: int) -> None:
+    """``count`` ResNet-20 forward passes over 200 CIFAR-shaped images on one thread: the
+    bare work of a resnet20-random reward, without any env."""
+    from prune_gym.tasks.models import resnet20
+
+    torch.set_num_threads(1)
+    model, images = resnet20().eval(), torch.randn(200, 3, 32, 32)
+    with torch.inference_mode():
+        for _ in range(count):
+            model(images)
+
+
+#: loads for ``parallel_ceiling``: name -> (function, count per measurement).
+LOADS = {"matmuls (cache-resident)": (matmuls, 400), "resnet20 forwards (no env)": (forwards, 4)}
+
+
+def parallel_ceiling(load, count: int, rounds: int) -> list[float]:
+    """Per round, the throughput of two 1-thread processes running ``load`` over one.
+
+    The same load alone and then in both processes at once, interleaved: 2.0 on two
+    free cores, less where the processes share a physical core, a CPU quota, the cache
+    or memory bandwidth.
+    """
+    ratios = []
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(load, [1, 1], chunksize=1)  # warm-up
+        for _ in range(rounds):
+            start = time.perf_counter()
+            pool.apply(load, (count,))
+            alone = time.perf_counter() - start
+            start = time.perf_counter()
+            pool.map(load, [count, count], chunksize=1)
+            ratios.append(2 * alone / (time.perf_counter() - start))
+    return ratios
+
+
 def speedup(two: list[float], one: list[float]) -> str:
     """Median (min-max) of the per-round ratios ``two / one``."""
     ratios = [a / b for a, b in zip(two, one, strict=True)]
@@ -110,6 +157,10 @@ def main() -> None:
                 f"{speedup(two, rates[names[0]])} | {speedup(two, rates[names[1]])} |",
                 flush=True,
             )
+    print("\nWhat the machine allows: two 1-thread processes over one, no env, interleaved")
+    for name, (load, count) in LOADS.items():
+        ratios = parallel_ceiling(load, count, args.rounds)
+        print(f"- {name}: {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
 
 
 if __name__ == "__main__":

@@ -145,12 +145,14 @@ def _train(args: argparse.Namespace) -> int:
         budget=budget,
         agent=args.agent,
         timesteps=args.timesteps,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         env_kwargs=env_kwargs,
         lam=args.lam,
         eval_episodes=args.episodes,
         **{key: value for key, value in optional.items() if value is not None},
     )
+    if args.seed is not None and args.seeds is not None:
+        raise ValueError(f"give --seed {args.seed} or --seeds {args.seeds}, not both")
     files = "model.zip, run.json, results.json, summary.md and training.png"
     if args.seeds is None:
         if args.executor != "local":
@@ -255,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--agent", default="ppo-lag", choices=("ppo-lag", "ppo", "panning"))
     train.add_argument("--timesteps", type=int, default=2048, help="env steps of training")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="the agent's seed (default 0)")
     train.add_argument(
         "--seeds",
         type=_seeds,

@@ -144,10 +144,13 @@ def test_an_interrupted_ray_benchmark_resumes_without_losing_or_repeating_runs(
 
 
 @pytest.mark.slow
-def test_train_seeds_on_ray_writes_each_seed_and_their_mean(ray_instance, tmp_path):
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_train_seeds_writes_each_seed_and_their_mean(executor, request, tmp_path):
+    if executor == "ray":
+        request.getfixturevalue("ray_instance")
     out = tmp_path / "train"
     args = ["train", "--task", "digits-mlp", "--budget", "params=0.5", "--timesteps", "64"]
-    args += ["--finetune-steps", "10", "--seeds", "0,1", "--executor", "ray"]
+    args += ["--finetune-steps", "10", "--seeds", "0,1", "--executor", executor]
     assert main([*args, "--out", str(out)]) == 0
     rows = json.loads((out / "results.json").read_text())
     for seed in (0, 1):
@@ -184,3 +187,9 @@ def test_ray_only_options_are_refused_for_the_local_executor(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--executor", "ray", "--out", str(tmp_path)])
     assert "give --seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--seed", "3", "--seeds", "0,1", "--out", str(tmp_path)])
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--seeds", "0,0", "--out", str(tmp_path)])
+    assert "distinct seeds" in capsys.readouterr().err

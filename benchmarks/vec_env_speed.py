@@ -1,13 +1,14 @@
 """Vectorised rollouts on one machine: SubprocVecEnv with 1 vs 2 workers, interleaved.
 
-Run: ``python benchmarks/vec_env_speed.py [--rounds 5] [--steps 8]``.
+Run: ``python benchmarks/vec_env_speed.py [--rounds 5] [--episodes 4]``.
 
 For each (task, env) three SB3 ``SubprocVecEnv`` stand ready side by side: one worker with
 torch's default threads (all cores), one worker with one thread, and two workers with one
-thread each. Rounds alternate between them (A B C A B C ...), each timing ``--steps``
-vector steps of random actions, so a shared, noisy machine shows as spread rather than a
-wrong ratio. Reported: env steps per second (median over rounds) and the speedup of two
-workers over each one-worker setting (median and range of the per-round ratios).
+thread each. Rounds alternate between them (A B C A B C ...), each timing ``--episodes``
+whole episodes per worker of random actions, so a shared, noisy machine shows as spread
+rather than a wrong ratio. Reported: env steps per second (median over rounds) and the
+speedup of two workers over each one-worker setting (median and range of the per-round
+ratios).
 
 Goal (issue "Beyond one machine"): 2 workers >= 1.8x the steps/s of 1 on 2 cores. The
 last lines measure what the machine allows without any env: a cache-resident compute
@@ -49,18 +50,26 @@ def make_env(env_id: str, task: str, threads: int | None, rank: int) -> gym.Env:
     return env
 
 
-def time_steps(vec_env: SubprocVecEnv, steps: int, seed: int) -> float:
-    """Env steps per second over ``steps`` vector steps of random actions."""
+def time_episodes(vec_env: SubprocVecEnv, episodes: int, seed: int) -> float:
+    """Env steps per second over ``episodes`` whole episodes per worker, random actions.
+
+    Whole episodes, so every round has the same share of final steps (the ones that
+    evaluate the net) whatever the episode length; the workers' episodes have equal
+    lengths, so they stay aligned (SB3 resets each one as it ends).
+    """
     rng = np.random.default_rng(seed)
     space = vec_env.action_space
+    finished = steps = 0
     start = time.perf_counter()
-    for _ in range(steps):
+    while finished < episodes * vec_env.num_envs:
         actions = rng.uniform(space.low, space.high, (vec_env.num_envs, *space.shape))
-        vec_env.step(actions.astype(space.dtype))
-    return steps * vec_env.num_envs / (time.perf_counter() - start)
+        dones = vec_env.step(actions.astype(space.dtype))[2]
+        finished += int(dones.sum())
+        steps += vec_env.num_envs
+    return steps / (time.perf_counter() - start)
 
 
-def measure(task: str, env_id: str, rounds: int, steps: int) -> dict[str, list[float]]:
+def measure(task: str, env_id: str, rounds: int, episodes: int) -> dict[str, list[float]]:
     """Steps/s per setting and round, the settings interleaved round by round."""
     vec_envs = {
         name: SubprocVecEnv(
@@ -72,10 +81,10 @@ def measure(task: str, env_id: str, rounds: int, steps: int) -> dict[str, list[f
     try:
         for vec_env in vec_envs.values():  # warm-up
             vec_env.reset()
-            time_steps(vec_env, 1, seed=0)
+            time_episodes(vec_env, 1, seed=0)
         for index in range(rounds):
             for name, vec_env in vec_envs.items():
-                rates[name].append(time_steps(vec_env, steps, seed=index + 1))
+                rates[name].append(time_episodes(vec_env, episodes, seed=index + 1))
     finally:
         for vec_env in vec_envs.values():
             vec_env.close()
@@ -135,7 +144,7 @@ def speedup(two: list[float], one: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--steps", type=int, default=8, help="vector steps per round")
+    parser.add_argument("--episodes", type=int, default=4, help="episodes per worker and round")
     parser.add_argument("--tasks", nargs="+", default=["digits-cnn", "resnet20-random"])
     parser.add_argument(
         "--envs", nargs="+", default=["prune_gym/GlobalRatio-v0", "prune_gym/LayerRatio-v0"]
@@ -143,13 +152,16 @@ def main() -> None:
     args = parser.parse_args()
     import_modules([ENV_SPEED])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads")
-    print(f"{args.rounds} interleaved rounds of {args.steps} vector steps; steps/s: medians\n")
+    print(
+        f"{args.rounds} interleaved rounds of {args.episodes} episodes per worker; "
+        "env steps/s: medians\n"
+    )
     names = list(SETTINGS)
     print(f"| task | env | {' | '.join(names)} | 2 workers / 1 (default) | 2 workers / 1 (1 thr) |")
     print("|---|---|" + "---:|" * (len(names) + 2))
     for task in args.tasks:
         for env_id in args.envs:
-            rates = measure(task, env_id, args.rounds, args.steps)
+            rates = measure(task, env_id, args.rounds, args.episodes)
             medians = " | ".join(f"{statistics.median(rates[name]):.1f}" for name in names)
             two = rates[names[2]]
             print(

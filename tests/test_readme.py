@@ -14,8 +14,10 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PRUNE_GYM_CACHE", str(tmp_path))
-    namespace: dict = {}
+    namespace: dict = {"__name__": "__main__"}  # as run with ``python file.py``
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), namespace)
+    if "one_thread_env" in namespace:  # the SubprocVecEnv example ran its guarded part
+        assert namespace["rewards"].shape == (2,) and namespace["vec_env"].closed
     if "masks" in namespace:  # the quickstart: 80% pruned, fine-tuning helps
         out = capsys.readouterr().out
         assert "sparsity 0.80" in out

@@ -18,6 +18,7 @@ from prune_gym.pruning.allocate import (
     lowest_kept,
     percentile_ranks,
     stable_order,
+    stable_ranks,
     whole_weight_sparsity,
 )
 from prune_gym.tasks.models import lenet5, resnet20
@@ -165,6 +166,20 @@ def test_stable_order_is_a_stable_float_sort(dtype):
     for seed in range(5):
         scores = _awkward_scores(3000, dtype, seed)
         assert torch.equal(stable_order(scores), torch.argsort(scores.double(), stable=True))
+
+
+@pytest.mark.parametrize("zero_share", [None, 0.3, 0.95, 1.0])
+def test_stable_ranks_skip_zeros_and_equal_a_stable_float_sort(zero_share):
+    for seed in range(5):
+        scores = _awkward_scores(3000, torch.float32, seed)
+        if zero_share is None:  # no zero at all: the plain sort
+            scores[scores == 0] = 0.25
+        else:  # pruned weights: zeros (both signs) at random places
+            chosen = torch.rand(3000, generator=torch.Generator().manual_seed(seed)) < zero_share
+            scores[chosen] = torch.where(torch.arange(3000) % 2 == 0, 0.0, -0.0)[chosen]
+        expected = torch.empty(3000, dtype=torch.int64)
+        expected[torch.argsort(scores.double(), stable=True)] = torch.arange(3000)
+        assert torch.equal(stable_ranks(scores), expected)
 
 
 @pytest.mark.parametrize("chunk, sample", [(None, None), (333, 8)])

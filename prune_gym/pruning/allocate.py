@@ -314,8 +314,29 @@ def flat_percentile_ranks(scores: dict[str, torch.Tensor]) -> torch.Tensor:
     Ties are ranked by position, as a stable sort does.
     """
     flat = _concatenated([score.detach().cpu() for score in scores.values()])
-    percentiles = torch.arange(flat.numel(), dtype=torch.float64).div_(max(flat.numel() - 1, 1))
-    return _placed(stable_order(flat), percentiles)
+    return stable_ranks(flat).to(torch.float64).div_(max(flat.numel() - 1, 1))
+
+
+def stable_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Each entry's position in ``stable_order(values)`` (int64), sorting only the nonzeros.
+
+    Zeros (0.0 and -0.0 tie) rank right after every negative value, among themselves by
+    position, so they need no sort. Pruned weights score 0: re-scoring a sparse net sorts
+    only its live weights.
+    """
+    zero = values == 0
+    zeros = int(torch.count_nonzero(zero))
+    if zeros == 0:
+        return _placed(stable_order(values), torch.arange(values.numel()))
+    live = (~zero).nonzero().squeeze(1)
+    live_values = values[live]
+    negatives = int(torch.count_nonzero(live_values < 0))  # -inf included; NaN is not
+    live_ranks = torch.arange(live.numel())
+    live_ranks[negatives:] += zeros
+    ranks = torch.empty(values.numel(), dtype=torch.int64)
+    ranks[live[stable_order(live_values)]] = live_ranks
+    ranks[zero] = torch.arange(negatives, negatives + zeros)
+    return ranks
 
 
 def per_layer(flat: torch.Tensor, shapes: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:

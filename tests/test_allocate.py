@@ -111,13 +111,18 @@ def _lowest_by_score_then_index(score: torch.Tensor, count: int) -> torch.Tensor
     return keep.view(score.shape)
 
 
+def _tied_scores(layers, values: int, seed: int) -> dict[str, torch.Tensor]:
+    """Integer scores in ``[0, values)`` per weight of ``layers``: many ties."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        n: torch.randint(0, values, m.weight.shape, generator=generator).float() for n, m in layers
+    }
+
+
 def test_builder_masks_equal_a_sort_by_score_then_position_with_ties_and_pruned_weights():
     model = lenet5()
-    generator = torch.Generator().manual_seed(0)
     layers = prunable_layers(model)
-    scores = {
-        n: torch.randint(0, 5, m.weight.shape, generator=generator).float() for n, m in layers
-    }
+    scores = _tied_scores(layers, 5, seed=0)
     with torch.no_grad():  # already-pruned weights rank below every score
         layers[1][1].weight[:2] = 0.0
     builder = MaskBuilder(model, scores)
@@ -212,11 +217,8 @@ def test_lowest_kept_removes_the_fewest_lowest_units_that_are_enough(monkeypatch
 
 def test_least_removal_is_the_same_before_and_after_ranking_and_never_removes_inf():
     model = lenet5()
-    generator = torch.Generator().manual_seed(1)
     layers = prunable_layers(model)
-    scores = {
-        n: torch.randint(0, 3, m.weight.shape, generator=generator).float() for n, m in layers
-    }
+    scores = _tied_scores(layers, 3, seed=1)
     scores["fc3"][0] = math.inf
     unranked = MaskBuilder(model, scores)
     ranked = MaskBuilder(model, scores)

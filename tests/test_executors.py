@@ -176,20 +176,25 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch, tmp_pa
     assert not (tmp_path / "records.jsonl").exists()
 
 
-def test_ray_only_options_are_refused_for_the_local_executor(tmp_path, capsys):
+def test_ray_only_options_are_refused_for_the_local_executor():
     with pytest.raises(ValueError, match=r"address.*--executor ray"):
         make_executor("local", address="auto")
     with pytest.raises(ValueError, match="executor 'dask' is not one of"):
         make_executor("dask")
-    with pytest.raises(SystemExit):
-        main(["bench", "--suite", "smoke", "--gpus-per-run", "1", "--out", str(tmp_path)])
-    assert "add --device cuda" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--executor", "ray", "--out", str(tmp_path)])
-    assert "give --seeds" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--seed", "3", "--seeds", "0,1", "--out", str(tmp_path)])
-    assert "not both" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--seeds", "0,0", "--out", str(tmp_path)])
-    assert "distinct seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "--suite", "smoke", "--gpus-per-run", "1"], "add --device cuda"),
+        (["train", "--executor", "ray"], "give --seeds"),
+        (["train", "--seed", "3", "--seeds", "0,1"], "not both"),
+        (["train", "--seeds", "0,0"], "distinct seeds"),
+    ],
+)
+def test_inconsistent_placement_flags_exit_with_a_message(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

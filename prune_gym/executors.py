@@ -130,7 +130,10 @@ class RayExecutor:
 
         try:
             return Outcome(job, ray.get(ref))
-        except ray.exceptions.RayError as error:  # lost after retries, or cancelled
+        except ray.exceptions.RayTaskError as error:  # raised in the worker, e.g. by an import
+            cause = error.cause if error.cause is not None else error
+            return Outcome(job, error=f"{type(cause).__name__} in the worker: {cause}")
+        except ray.exceptions.RayError as error:  # its worker died every attempt, or cancelled
             attempts = self.max_retries + 1
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             return Outcome(

@@ -5,6 +5,7 @@ weights cache of their own, so they also train the pretrained weights themselves
 """
 
 import json
+import os
 import sys
 import textwrap
 
@@ -114,6 +115,18 @@ def test_a_run_whose_worker_always_dies_is_recorded_failed_once(ray_instance, tm
     assert "2 attempt(s)" in record["error"]
     assert len((tmp_path / "kills").read_text().split()) == 2  # the run, and one retry
     assert len(RecordStore(tmp_path / "bench").read()) == 1
+
+
+@pytest.mark.slow
+def test_an_error_in_the_worker_outside_the_run_is_recorded_with_its_cause(ray_instance, tmp_path):
+    plugin = tmp_path / "broken_in_workers.py"  # imports in the driver, raises in workers
+    plugin.write_text(
+        f"import os\nif os.getpid() != {os.getpid()}:\n    raise RuntimeError('no driver')\n"
+    )
+    spec = BenchSpec(("digits-mlp",), ("params=0.2",), ("uniform",), seeds=1, finetune_steps=0)
+    (record,) = run_benchmark(spec, tmp_path / "bench", RayExecutor(imports=[str(plugin)]))
+    assert record["status"] == "failed"
+    assert record["error"] == "run lost: RuntimeError in the worker: no driver"
 
 
 @pytest.mark.slow

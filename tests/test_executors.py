@@ -118,6 +118,18 @@ def test_a_run_whose_worker_always_dies_is_recorded_failed_once(ray_instance, tm
 
 
 @pytest.mark.slow
+def test_a_run_that_fails_on_ray_is_recorded_failed_with_its_error_as_locally(
+    ray_instance, tmp_path
+):
+    spec = BenchSpec(("digits-mlp",), ("flops=0.5",), ("gmp",), seeds=1)  # no params limit
+    (on_ray,) = run_benchmark(spec, tmp_path / "ray", RayExecutor())
+    (local,) = run_benchmark(spec, tmp_path / "local", LocalExecutor())
+    assert on_ray["status"] == local["status"] == "failed"
+    assert on_ray["error"] == local["error"]
+    assert on_ray["error"].startswith("ValueError: training-time method 'gmp'")
+
+
+@pytest.mark.slow
 def test_an_error_in_the_worker_outside_the_run_is_recorded_with_its_cause(ray_instance, tmp_path):
     plugin = tmp_path / "broken_in_workers.py"  # imports in the driver, raises in workers
     plugin.write_text(

@@ -20,6 +20,7 @@ from tqdm import tqdm
 import prune_gym  # noqa: F401  (registers the env ids)
 from agents.run_config import RunConfig
 from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
+from prune_gym.bench.report import mean_std, mean_std_cell
 from prune_gym.evaluation import Policy, evaluate
 from prune_gym.wrappers import BudgetProjection
 
@@ -99,9 +100,14 @@ def best_baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(feasible, key=lambda r: r["val_accuracy"], default=None)
 
 
+def budget_text(config: RunConfig) -> str:
+    """The run's budget for table titles: ``flops <= 0.5, params <= 0.6``."""
+    return ", ".join(f"{k} <= {v:g}" for k, v in config.budget.items())
+
+
 def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
     """Markdown table of the rows, the best baseline (chosen on val) marked."""
-    budget = ", ".join(f"{k} <= {v:g}" for k, v in config.budget.items())
+    budget = budget_text(config)
     best = best_baseline(rows)
     lines = [
         f"# {config.agent} on {config.env}, task {config.task}, budget {budget}",
@@ -134,7 +140,7 @@ def seeds_table(
     Each seed's own table, with its best baseline chosen on val, is in its folder; here a
     policy's accuracies are averaged over the seeds it ran on (std: sample, over seeds).
     """
-    budget = ", ".join(f"{k} <= {v:g}" for k, v in config.budget.items())
+    budget = budget_text(config)
     done = [seed for seed in seeds if seed not in failed]
     lines = [
         f"# {config.agent} on {config.env}, task {config.task}, budget {budget}: "
@@ -149,16 +155,9 @@ def seeds_table(
     policies = list(dict.fromkeys(row["policy"] for row in rows))
     for policy in policies:
         mine = [row for row in rows if row["policy"] == policy]
-        cells = [_mean_std([row[key] for row in mine]) for key in SUMMARY_FIELDS]
+        cells = [mean_std_cell(mean_std([row[key] for row in mine])) for key in SUMMARY_FIELDS]
         feasible = statistics.fmean(row["feasible"] for row in mine)
         lines.append(f"| {policy} | {len(mine)} | {' | '.join(cells)} | {feasible:.0%} |")
     for seed, error in failed.items():
         lines.append(f"\nSeed {seed} failed: {error}")
     return "\n".join(lines) + "\n"
-
-
-def _mean_std(values: list[float]) -> str:
-    """``mean ± std`` of ``values`` (std over at least two)."""
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {spread:.4f}"

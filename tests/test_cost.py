@@ -121,3 +121,18 @@ def test_used_fractions_equal_the_evaluated_totals():
         "params": costs["params_structural"] / costs["params_dense"],
         "flops": costs["macs_structural"] / costs["macs_dense"],
     }
+
+
+def test_fractions_removing_prices_counts_exactly_as_used_fractions_prices_masks():
+    model = lenet5()
+    cost_model = CostModel(model, torch.zeros(1, 1, 28, 28))
+    generator = torch.Generator().manual_seed(0)
+    masks = MaskSet(
+        {
+            name: torch.rand(m.weight.shape, generator=generator) > 0.3 * (i + 1)
+            for i, (name, m) in enumerate(prunable_layers(model))
+        }
+    )
+    removed = {name: int((~mask).sum()) for name, mask in masks.masks.items()}
+    assert cost_model.fractions_removing(removed) == cost_model.used_fractions(masks)
+    assert cost_model.fractions_removing({}) == {"params": 1.0, "flops": 1.0}

@@ -6,6 +6,7 @@ import torchvision
 from torch import nn
 
 from prune_gym.pruning import ChannelStructure, prunable_layers
+from prune_gym.pruning.layers import weight_shapes
 from prune_gym.tasks.models import resnet20
 
 
@@ -61,3 +62,10 @@ def test_torchvision_resnet18_output_layer_and_groups():
     assert structure.output_layers == {"fc"}
     grouped = [name for group in structure.producers for name in group]
     assert len(grouped) == len(set(grouped)) == len(prunable_layers(model)) - 1
+
+
+def test_weight_shapes_follow_prunable_layers():
+    model = resnet20()
+    shapes = weight_shapes(model)
+    assert list(shapes) == [name for name, _ in prunable_layers(model)]
+    assert shapes["conv1"] == (16, 3, 3, 3) and shapes["fc"] == (10, 64)

@@ -250,23 +250,9 @@ class PruningEnv(gym.Env):
         return self._within_limits(self.used_fractions(masks))
 
     def fits_removing(self, removed: dict[str, int]) -> bool:
-        """``fits_budget`` of unstructured masks removing ``removed[name]`` weights per layer.
-
-        Priced from the counts alone with ``CostModel.used_fractions``'s arithmetic (the
-        same operations in the same order, so the same floats): a budget search can ask
-        it many times without building a mask.
-        """
-        cost_model = self.context.cost_model
-        kept_params = kept_macs = 0.0
-        for layer in cost_model.layers:
-            kept = layer.params - removed.get(layer.name, 0)
-            kept_params += kept
-            kept_macs += layer.macs * (kept / layer.params)
-        used = {
-            "params": kept_params / cost_model.params_dense,
-            "flops": kept_macs / cost_model.macs_dense,
-        }
-        return self._within_limits(used)
+        """``fits_budget`` of unstructured masks removing ``removed[name]`` weights per layer,
+        priced from the counts alone (``CostModel.fractions_removing``)."""
+        return self._within_limits(self.context.cost_model.fractions_removing(removed))
 
     def _within_limits(self, used: dict[str, float]) -> bool:
         """Whether used params/MAC fractions are within ``proxy_limits`` (up to round-off)."""

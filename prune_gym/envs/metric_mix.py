@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import nn
 
 from prune_gym.checks import check_choice
 from prune_gym.envs.base import PruningEnv
@@ -21,6 +20,7 @@ from prune_gym.pruning.allocate import (
     lowest_kept,
     per_layer,
 )
+from prune_gym.pruning.layers import weight_shapes
 from prune_gym.pruning.masks import effective_weight
 
 MODES = ("global", "joint")
@@ -42,11 +42,6 @@ def mix_to_action(weights: Any) -> np.ndarray:
     if weights.ndim != 1 or np.any(weights < 0) or weights.sum() <= 0:
         raise ValueError(f"mix weights {weights.tolist()} must be nonnegative with a positive sum")
     return (2.0 * weights / weights.sum() - 1.0).astype(np.float32)
-
-
-def weight_shapes(model: nn.Module) -> dict[str, torch.Size]:
-    """Weight shape of every prunable layer, in ``MaskBuilder``'s (and the scores') order."""
-    return {name: module.weight.shape for name, module in prunable_layers(model)}
 
 
 def mix_percentiles(
@@ -94,9 +89,8 @@ class MetricMixEnv(PruningEnv):
             metric: flat_percentile_ranks({n: self.context.scores[metric][n] for n in self._shapes})
             for metric in self.metrics
         }
-        self._mix = torch.empty(
-            sum(math.prod(s) for s in self._shapes.values()), dtype=torch.float64
-        )
+        self._sizes = {name: math.prod(shape) for name, shape in self._shapes.items()}
+        self._mix = torch.empty(sum(self._sizes.values()), dtype=torch.float64)
         self._dense_zeros = self._zero_in_dense_net()
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
@@ -158,8 +152,7 @@ class MetricMixEnv(PruningEnv):
         if self.structure == "channel":
             return self.budget_masks(self.context.mask_builder(per_layer(mix, self._shapes)))
         mix.index_fill_(0, self._dense_zeros, -math.inf)
-        sizes = {name: math.prod(shape) for name, shape in self._shapes.items()}
-        return MaskSet(per_layer(lowest_kept(mix, sizes, self.fits_removing), self._shapes))
+        return MaskSet(per_layer(lowest_kept(mix, self._sizes, self.fits_removing), self._shapes))
 
     def _zero_in_dense_net(self) -> torch.Tensor:
         """Flat positions of the weights that are exactly zero in the dense net (usually none)."""

@@ -19,9 +19,10 @@ from gymnasium import spaces
 
 from prune_gym.checks import check_fraction, check_int, check_number
 from prune_gym.envs.base import PruningEnv
-from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action, weight_shapes
+from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
 from prune_gym.pruning import Budget, MaskSet, compute_scores
 from prune_gym.pruning.allocate import flat_percentile_ranks, per_layer, whole_weight_sparsity
+from prune_gym.pruning.layers import weight_shapes
 from prune_gym.tasks import Task
 
 PANNING_METRICS = ("synflow", "snip", "grasp")
@@ -119,6 +120,7 @@ class PanningEnv(PruningEnv):
             class_balanced=True,
         )
         self._dense_masks = self.context.dense_masks
+        self._shapes = weight_shapes(self.context.model)
         self._dense_loss, self._dense_gtg = self._loss_and_grad_norm(self._dense_masks)
         self._masks = self._dense_masks
         self.target = initial_target
@@ -235,12 +237,11 @@ class PanningEnv(PruningEnv):
         sort (``MaskBuilder.global_threshold`` on an unranked builder).
         """
         self._masks.apply(self.context.model)
-        shapes = weight_shapes(self.context.model)
         percentiles = {}
         for metric in self.metrics:
             scores = self.context.compute_scores(metric)
-            percentiles[metric] = flat_percentile_ranks({name: scores[name] for name in shapes})
-        mix = per_layer(mix_percentiles(percentiles, weights), shapes)
+            percentiles[metric] = flat_percentile_ranks({n: scores[n] for n in self._shapes})
+        mix = per_layer(mix_percentiles(percentiles, weights), self._shapes)
         at_least = whole_weight_sparsity(sparsity, self._masks.num_weights())
         return self.context.mask_builder(mix, self._masks).global_threshold(at_least)
 

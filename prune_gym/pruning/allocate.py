@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from prune_gym.checks import check_fraction
-from prune_gym.pruning.layers import ChannelStructure, prunable_layers
+from prune_gym.pruning.layers import ChannelStructure, prunable_layers, weight_shapes
 from prune_gym.pruning.masks import MaskSet, check_structure, effective_weight
 from prune_gym.pruning.scores import compute_scores
 
@@ -54,7 +54,7 @@ class MaskBuilder:
         self.structure = check_structure(structure)
         layers = prunable_layers(model)
         self.layer_names = [name for name, _ in layers]
-        self._shapes = {name: m.weight.shape for name, m in layers}
+        self._shapes = weight_shapes(model)
         self._has_bias = {name: m.bias is not None for name, m in layers}
         if self.structure == "channel":
             if channel_structure is None:
@@ -496,7 +496,7 @@ def erk_densities(model: nn.Module, sparsity: float, power_scale: float = 1.0) -
     total number of kept weights is exactly ``(1 - sparsity) * N``.
     """
     sparsity = check_fraction(sparsity, "sparsity")
-    shapes = {name: m.weight.shape for name, m in prunable_layers(model)}
+    shapes = weight_shapes(model)
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     raw = {name: (sum(shape) / math.prod(shape)) ** power_scale for name, shape in shapes.items()}
     kept_total = (1.0 - sparsity) * sum(sizes.values())

@@ -152,14 +152,25 @@ class CostModel:
         """
         if structural:
             costs = self.evaluate(masks)
-            kept_params, kept_macs = costs["params_structural"], costs["macs_structural"]
-        else:
-            kept_params = kept_macs = 0.0
-            for layer in self.layers:
-                mask = masks.masks.get(layer.name)
-                kept = layer.params if mask is None else int(mask.sum())
-                kept_params += kept
-                kept_macs += layer.macs * (kept / layer.params)
+            return {
+                "params": costs["params_structural"] / self.params_dense,
+                "flops": costs["macs_structural"] / self.macs_dense,
+            }
+        return self.fractions_removing(
+            {name: mask.numel() - int(mask.sum()) for name, mask in masks.masks.items()}
+        )
+
+    def fractions_removing(self, removed: Mapping[str, int]) -> dict[str, float]:
+        """Nonzero ``used_fractions`` of removing ``removed[name]`` weights per layer.
+
+        Priced from the counts alone (a layer's MACs shrink with its kept weights), so a
+        budget search can ask many times without building a mask.
+        """
+        kept_params = kept_macs = 0.0
+        for layer in self.layers:
+            kept = layer.params - removed.get(layer.name, 0)
+            kept_params += kept
+            kept_macs += layer.macs * (kept / layer.params)
         return {"params": kept_params / self.params_dense, "flops": kept_macs / self.macs_dense}
 
     def _kept_channels(self, masks: MaskSet | None) -> tuple[dict[str, int], dict[str, float]]:

@@ -57,6 +57,11 @@ def prunable_layers(
     return sorted(layers, key=lambda item: position.get(id(item[1]), len(position)))
 
 
+def weight_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """Weight shape of every prunable layer, in ``prunable_layers`` order (the scores')."""
+    return {name: module.weight.shape for name, module in prunable_layers(model)}
+
+
 def bypassed_layers(model: nn.Module) -> set[int]:
     """``id``s of Linear layers whose weight their parent uses directly, never calling them.
 

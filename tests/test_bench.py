@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from prune_gym.bench import COLUMNS, BenchSpec, load_suite, parse_budgets, plan
+from prune_gym.bench import COLUMNS, BenchSpec, RecordStore, load_suite, parse_budgets, plan
 from prune_gym.bench import runner as bench_runner
 from prune_gym.cli import main
 
@@ -31,6 +31,8 @@ def test_smoke_suite_writes_every_file_with_the_required_columns(smoke_output):
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
     summary = (out / "summary.md").read_text()
     assert "digits-mlp, budget params=0.2" in summary and "**" in summary
+    records = RecordStore(out).read()
+    assert {record["device"] for record in records} == {"cpu"}
 
 
 def test_resuming_skips_finished_runs(smoke_output, monkeypatch):
@@ -84,6 +86,18 @@ def test_budgets_parse_single_multi_and_sweep():
     assert len(sweep) >= 5 and sweep[0] == "params=0.5"
     with pytest.raises(ValueError):
         parse_budgets("params=2")
+
+
+def test_the_device_is_checked_and_keys_only_runs_off_the_cpu():
+    base = {"tasks": ("digits-mlp",), "budgets": ("params=0.1",), "methods": ("uniform",)}
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+        BenchSpec(**base, device="gpu")
+    with pytest.raises(TypeError, match="device=0 must be a str"):
+        BenchSpec(**base, device=0)
+    on_cpu = plan(BenchSpec(**base))[0].settings
+    on_gpu = plan(BenchSpec(**base, device="cuda:1"))[0].settings
+    assert "device" not in on_cpu  # CPU runs keep the keys they had before devices
+    assert on_gpu == on_cpu | {"device": "cuda:1"}
 
 
 def test_plan_expands_all_and_rejects_unknown_methods():

@@ -37,6 +37,77 @@ def test_dense_macs_agree_with_flop_counter(name):
     assert costs["params_dense"] == sum(m.weight.numel() for _, m in prunable_layers(model))
 
 
+class SharedLayerTwice(nn.Module):
+    """One Linear applied twice in ``forward`` (weight sharing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.shared(torch.relu(self.shared(x)))))
+
+
+class ConvLoop(nn.Module):
+    """A conv applied a fixed 3 times in a loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.block = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for _ in range(3):
+            x = torch.relu(self.block(x))
+        return self.head(x.flatten(1))
+
+
+class DataDependentLoop(nn.Module):
+    """A Linear applied as many times as the input's sign says: no fixed cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        for _ in range(1 + int(x.sum() > 0)):
+            x = self.step(x)
+        return self.head(x)
+
+
+@pytest.mark.parametrize(
+    ("factory", "shape", "calls"),
+    [
+        (SharedLayerTwice, (8,), {"shared": (2, 2 * 8 * 8)}),
+        (ConvLoop, (1, 6, 6), {"block": (3, 3 * (4 * 4 * 3 * 3) * (6 * 6))}),
+    ],
+)
+def test_a_layer_applied_several_times_costs_every_call(factory, shape, calls):
+    model = factory().eval()
+    x = torch.randn(2, *shape)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    reference = counter.get_total_flops() / 2 / x.shape[0]
+    cost_model = CostModel(model, x)
+    assert cost_model.macs_dense == pytest.approx(reference)
+    by_name = {layer.name: layer for layer in cost_model.layers}
+    for name, (count, macs) in calls.items():
+        assert (by_name[name].calls, by_name[name].macs) == (count, macs)
+    # pruning the shared layer saves its MACs at every call
+    masks = MaskSet.from_ratios(model, {name: 0.5 for name in calls})
+    saved = cost_model.macs_dense - count_costs(model, x, masks)["macs_nonzero"]
+    assert saved == pytest.approx(sum(by_name[name].macs for name in calls) / 2, rel=0.02)
+
+
+def test_a_layer_whose_number_of_calls_depends_on_the_data_is_refused():
+    with pytest.raises(ValueError, match=r"'step' ran 1 time\(s\) on the example input and 2"):
+        CostModel(DataDependentLoop(), torch.zeros(1, 4) - 1)
+
+
 def test_nonzero_costs_scale_each_layer_by_its_density():
     model = lenet5()
     x = torch.zeros(1, 1, 28, 28)

@@ -70,6 +70,8 @@ class LayerCost:
     kernel_size: tuple[int, ...]
     stride: tuple[int, ...]
     output_size: tuple[int, ...]
+    #: times the layer runs in one forward pass; ``macs`` covers every call.
+    calls: int = 1
 
     def description(self) -> str:
         """A short label for reports: ``conv 16→32 3x3``, ``linear 512→64``."""
@@ -203,25 +205,29 @@ class CostModel:
 def _measure_layers(
     model: nn.Module, layers: list[tuple[str, nn.Module]], example_input: torch.Tensor
 ) -> list[LayerCost]:
-    """Run one forward pass and compute each layer's dense MACs from its output shape."""
-    output_shapes: dict[str, torch.Size] = {}
+    """Run one forward pass and compute each layer's dense MACs from its output shapes.
 
-    def record(name: str):
-        def hook(_module, _inputs, output):
-            output_shapes[name] = output.shape
-
-        return hook
-
-    hooks = [m.register_forward_hook(record(name)) for name, m in layers]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    Every call of a layer counts, as in ``torch.utils.flop_counter``: a layer applied twice
+    in ``forward`` costs twice its MACs. A layer whose number of calls depends on the input
+    (a loop bounded by the data) has no fixed cost: one that runs a different number of
+    times on a random input or its negation is refused.
+    """
+    output_shapes = _output_shapes(model, layers, example_input)
+    if example_input.is_floating_point():
+        generator = torch.Generator(device="cpu").manual_seed(0)
+        probe = torch.randn(example_input.shape, generator=generator, dtype=example_input.dtype)
+        probe = probe.to(example_input.device)
+        for probe_shapes in (_output_shapes(model, layers, x) for x in (probe, -probe)):
+            for name, _ in layers:
+                calls = len(output_shapes.get(name, []))
+                probe_calls = len(probe_shapes.get(name, []))
+                if calls != probe_calls:
+                    raise ValueError(
+                        f"prunable layer {name!r} ran {calls} time(s) on the example input "
+                        f"and {probe_calls} on a random one: its cost depends on the data, so "
+                        "no budget on it can be checked. prune-gym costs models whose layers "
+                        "run a fixed number of times per forward pass"
+                    )
     batch = example_input.shape[0]
     costs = []
     for name, module in layers:
@@ -230,14 +236,14 @@ def _measure_layers(
                 f"prunable layer {name!r} was not used in the forward pass of the example "
                 "input; prune-gym cannot cost or prune a layer the model does not run"
             )
-        shape = output_shapes[name]
+        shapes = output_shapes[name]
         params = module.weight.numel()
         if isinstance(module, CONV_TYPES):
-            positions = math.prod(shape[2:])
+            positions = sum(math.prod(shape[2:]) for shape in shapes)
             kernel, stride = tuple(module.kernel_size), tuple(module.stride)
             in_channels = module.in_channels
-        else:
-            positions = math.prod(shape[:-1]) // batch  # tokens per sample, 1 for plain MLPs
+        else:  # tokens per sample, 1 for plain MLPs
+            positions = sum(math.prod(shape[:-1]) // batch for shape in shapes)
             kernel, stride = (1,), (1,)
             in_channels = module.in_features
         costs.append(
@@ -250,10 +256,36 @@ def _measure_layers(
                 out_channels=module.weight.shape[0],
                 kernel_size=kernel,
                 stride=stride,
-                output_size=tuple(shape[1:]),
+                output_size=tuple(shapes[0][1:]),
+                calls=len(shapes),
             )
         )
     return costs
+
+
+def _output_shapes(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], inputs: torch.Tensor
+) -> dict[str, list[torch.Size]]:
+    """Layer name -> the output shape of each of its calls in one eval-mode forward pass."""
+    output_shapes: dict[str, list[torch.Size]] = {}
+
+    def record(name: str):
+        def hook(_module, _inputs, output):
+            output_shapes.setdefault(name, []).append(output.shape)
+
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return output_shapes
 
 
 def count_costs(

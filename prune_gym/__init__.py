@@ -2,13 +2,20 @@
 
 Importing the package registers every environment id (``prune_gym/LayerRatio-v0``,
 ``prune_gym/GlobalRatio-v0``, ``prune_gym/MetricMix-v0``, ``prune_gym/Panning-v0``).
+
+Versioning: ``__version__`` is part of every benchmark run's key, of every record and of
+the dense-weights cache key, so results made by other code are never reused. It is bumped
+with every change that alters a number a run or a cached model produces (the minor part
+while below 1.0), and the patch part for changes that keep every result. The reports show
+the versions their records were made with.
 """
+
+# before the imports below: modules they load read it (``prune_gym.tasks.task``)
+__version__ = "0.2.0"
 
 import gymnasium as gym
 
 from prune_gym.envs import ENV_IDS
-
-__version__ = "0.1.0"
 
 for _env_id, _entry_point in ENV_IDS.items():
     if _env_id not in gym.registry:

@@ -306,3 +306,54 @@ def test_teacher_labels_are_reproducible():
     dense = PlantedTeacherTask(density=0.25, support_size=None, n_train=300, n_test=100)
     assert dense.true_sparsity == pytest.approx(0.75, abs=1e-3)
     assert dense.cache_key() != first.cache_key()
+
+
+# what keys the cached weights and the benchmark records ------------------------------------
+class Blobs(nn.Module):
+    """blobs_task's MLP with a choice of activation and of first-layer initialisation."""
+
+    def __init__(self, activation=torch.relu, init_std: float | None = None) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 16), nn.Linear(16, 3)
+        self.activation = activation
+        if init_std is not None:
+            nn.init.normal_(self.fc1.weight, std=init_std)
+
+    def forward(self, x):
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+def blobs_with(seed: int = 0, **model) -> Task:
+    """blobs_task with ``Blobs(**model)`` as its model (same name, recipe and data)."""
+    task = blobs_task(seed)
+    task._build_model = lambda: Blobs(**model)
+    return task
+
+
+def test_a_changed_forward_or_initialisation_changes_the_keys():
+    base = blobs_with()
+    for changed in (blobs_with(activation=torch.tanh), blobs_with(init_std=0.5)):
+        assert repr(changed.build_model()) == repr(base.build_model())  # repr cannot tell
+        assert changed.model_fingerprint() != base.model_fingerprint()
+        assert changed.definition_key() != base.definition_key()
+        assert changed.cache_key() != base.cache_key()
+    # the same definition keys the same, whatever the seed; the weights key holds the seed
+    assert (
+        blobs_with(seed=1).definition_key()
+        == base.definition_key()
+        == blobs_with().definition_key()
+    )
+    assert blobs_with(seed=1).cache_key() != base.cache_key()
+
+
+def test_a_changed_forward_is_trained_not_loaded_from_the_cache():
+    relu = blobs_with().pretrained_model()
+    tanh = blobs_with(activation=torch.tanh).pretrained_model()
+    assert tanh.activation is torch.tanh
+    assert not torch.equal(relu.fc1.weight, tanh.fc1.weight)
+
+
+def test_the_package_version_keys_the_cached_weights(monkeypatch):
+    before = blobs_task().cache_key()
+    monkeypatch.setattr(prune_gym.tasks.task, "__version__", "0.0.0")
+    assert blobs_task().cache_key() != before

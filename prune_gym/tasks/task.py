@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prune_gym import __version__
 from prune_gym.checks import check_int, check_number, is_integer
 from prune_gym.pruning.cost import CostModel
 from prune_gym.pruning.masks import MaskSet
@@ -28,6 +29,8 @@ from prune_gym.tasks.data import Split
 from prune_gym.tasks.train import TrainRecipe, evaluate_split, run_steps, train_dense
 
 SPLIT_NAMES = ("train", "val", "test")
+#: Seed of the model and input that ``Task.model_fingerprint`` probes.
+_PROBE_SEED = 0
 #: Splits (and the data's fingerprint) shared by tasks with the same ``(data_key,
 #: val_fraction, seed)``: the most recently used few. Tasks keep their own splits, so
 #: eviction only stops the sharing.
@@ -106,8 +109,12 @@ class Task:
 
         The global RNG is seeded inside a fork, so the caller's RNG state is untouched.
         """
+        return self._build_seeded(self.seed)
+
+    def _build_seeded(self, seed: int) -> nn.Module:
+        """``build_model`` with the global RNG seeded to ``seed`` inside a fork."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(seed)
             model = self._build_model()
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -115,6 +122,31 @@ class Task:
                 "expected an nn.Module"
             )
         return model
+
+    def model_fingerprint(self) -> str:
+        """sha256 of the model's architecture, initialisation and function, apart from seed.
+
+        Hashes, for a model built at a fixed probe seed: its ``repr``, every parameter and
+        buffer (so a new initialisation shows), and its outputs on a fixed random input
+        (so a changed ``forward``, relu to tanh say, shows though ``repr`` is the same).
+        Outputs are rounded to 6 significant digits, so that round-off between machines
+        does not change the key.
+        """
+        model = self._build_seeded(_PROBE_SEED).eval()
+        digest = hashlib.sha256(repr(model).encode())
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            _hash_tensor(digest, name, tensor)
+        probe = self.example_input(2)
+        if probe.is_floating_point():
+            generator = torch.Generator().manual_seed(_PROBE_SEED)
+            probe = torch.randn(probe.shape, generator=generator, dtype=probe.dtype)
+        with torch.no_grad():
+            outputs = model(probe)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+        for index, output in enumerate(outputs):
+            rounded = [f"{value:.6g}" for value in output.detach().double().flatten().tolist()]
+            digest.update(f"output {index}:{tuple(output.shape)}:{','.join(rounded)};".encode())
+        return digest.hexdigest()
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A zero batch of ``input_shape``, for tracing and cost counting."""
@@ -263,13 +295,14 @@ class Task:
     def definition_key(self) -> str:
         """sha256 of what defines the task apart from its seed: name, recipe, model, data.
 
+        The model enters by ``model_fingerprint()`` (architecture, initialisation, forward).
         Loads the data on first use: the key includes ``data_fingerprint()``.
         """
         description = {
             "task": self.name,
             "recipe": dataclasses.asdict(self.recipe),
             "val_fraction": self.val_fraction,
-            "model": repr(self.build_model()),
+            "model": self.model_fingerprint(),
             "data": self.data_options,
             "data_fingerprint": self.data_fingerprint(),
         }
@@ -277,8 +310,9 @@ class Task:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def cache_key(self) -> str:
-        """sha256 of everything that determines the dense weights: the definition and seed."""
-        text = f"{self.definition_key()}:seed={self.seed}"
+        """sha256 of everything that determines the dense weights: the definition, the seed
+        and the package version (bumped whenever a change alters results)."""
+        text = f"{self.definition_key()}:seed={self.seed}:version={__version__}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def cache_path(self, key: str | None = None) -> Path:
@@ -313,6 +347,13 @@ class Task:
         return cache.load_or_train(self.cache_path(key), key, self.name, model, train)
 
 
+def _hash_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
+    """Add ``tensor``'s name, dtype, shape and bytes to a hashlib ``digest``."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+    digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+
+
 def _fingerprint(*splits: Split) -> str:
     """sha256 over the dtype, shape and bytes of every tensor of ``splits``, in order."""
     digest = hashlib.sha256()
@@ -320,9 +361,7 @@ def _fingerprint(*splits: Split) -> str:
         if split.stats is not None:
             digest.update(f"{index}:stats={split.stats!r};".encode())
         for tensor in (split.inputs, split.targets):
-            tensor = tensor.detach().cpu().contiguous()
-            digest.update(f"{index}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-            digest.update(tensor.numpy())
+            _hash_tensor(digest, str(index), tensor)
     return digest.hexdigest()
 
 

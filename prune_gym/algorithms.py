@@ -16,6 +16,7 @@ from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from prune_gym.checks import did_you_mean
+from prune_gym.envs import PruningEnv, env_creator
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
 
@@ -51,7 +52,10 @@ class SavedRun:
     algorithm: str
     env: str
     env_kwargs: dict[str, Any]
-    #: optimizer steps the agent's training spent fine-tuning for its rewards (at most).
+    #: optimizer steps the agent's training spent training pruned nets for its rewards:
+    #: ``timesteps`` times what one episode's reward trains (``reward_train_steps`` of the
+    #: env class: ``finetune_steps``, or Panning's ``train_steps``). At most: an episode
+    #: ends at most once per env step, and rewards of masks seen before are cached.
     train_steps: int = 0
 
     @classmethod
@@ -63,7 +67,11 @@ class SavedRun:
         try:
             raw = json.loads(path.read_text())
             env_kwargs = dict(raw["env_kwargs"])
-            steps = int(raw.get("timesteps", 0)) * int(env_kwargs.get("finetune_steps", 0))
+            env_class = env_creator(raw["env"])
+            if not (isinstance(env_class, type) and issubclass(env_class, PruningEnv)):
+                raise ValueError(f"env {raw['env']!r} is not a prune-gym env")
+            per_episode = env_class.reward_train_steps(env_kwargs)
+            steps = int(raw.get("timesteps", 0)) * per_episode
             return cls(raw["algorithm"], raw["env"], env_kwargs, steps)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(

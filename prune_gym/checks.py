@@ -105,3 +105,36 @@ def check_device(value: Any, name: str = "device") -> str:
     except RuntimeError as error:
         raise ValueError(f"{name}={value!r} is not a torch device ({error})") from error
     return value
+
+
+def check_device_available(value: Any, name: str = "device") -> str:
+    """``check_device``, and a device this machine can compute on.
+
+    ``"cpu"`` always can; any other device (``"cuda"``, ``"cuda:1"``, ``"mps"``, ...)
+    is tried with a one-element tensor, so a missing GPU is reported here, in one
+    line, rather than by torch once a model has been built.
+    """
+    value = check_device(value, name)
+    if torch.device(value).type == "cpu":
+        return value
+    try:
+        torch.ones(1, device=value).cpu()
+    except (RuntimeError, AssertionError) as error:  # no driver / a build without the backend
+        gpus = [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(
+            f"{name}={value!r} cannot be used on this machine ({reason}); available: "
+            f"{['cpu', *gpus]}"
+        ) from error
+    return value
+
+
+def check_unique(values: Iterable[Any], name: str) -> tuple[Any, ...]:
+    """``values`` as a tuple, or a ``ValueError`` naming the entries given more than once."""
+    values = tuple(values)
+    repeated = list(dict.fromkeys(v for i, v in enumerate(values) if v in values[:i]))
+    if repeated:
+        raise ValueError(
+            f"{name}={list(values)!r} names {repeated} more than once; give each entry once"
+        )
+    return values

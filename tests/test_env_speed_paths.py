@@ -73,8 +73,8 @@ def test_metric_mix_masks_equal_a_sort_and_a_bisection(budget):
     shapes = {name: m.weight.shape for name, m in prunable_layers(model)}
     names = list(shapes)
     percentiles = [_percentiles(env.context.scores[m], names) for m in env.metrics]
-    env.reset(seed=0)
     for weights in MIXES:
+        env.reset(seed=0)
         env.step(env.weights_to_action(weights))
         env.context.dense_masks.apply(model)
         score = _pruned_at_minus_inf(_mix(percentiles, weights), model, names)

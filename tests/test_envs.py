@@ -94,9 +94,9 @@ def test_feasibility_and_violation_agree_with_the_ratios(budget):
     env = gym.make("prune_gym/GlobalRatio-v0", task="digits-cnn", budget=budget).unwrapped
     model = env.context.task.pretrained_model()
     x = env.context.task.example_input()
-    env.reset(seed=0)
     for level in (-0.8, 0.0, 0.4, 0.9):
         action = np.full(env.action_space.shape, level, dtype=np.float32)
+        env.reset(seed=0)
         _, _, _, _, info = env.step(action)
         ratios = dict(zip(env.layer_names, env.action_to_ratios(action), strict=True))
         costs = count_costs(model, x, MaskSet.from_ratios(model, ratios))
@@ -151,6 +151,7 @@ def test_out_of_range_finite_actions_are_clipped():
     env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp").unwrapped
     env.reset(seed=0)
     _, _, _, _, clipped = env.step(np.full(env.action_space.shape, 5.0))
+    env.reset(seed=0)
     _, _, _, _, edge = env.step(np.ones(env.action_space.shape))
     assert clipped["ratios"] == edge["ratios"]
 

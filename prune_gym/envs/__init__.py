@@ -1,6 +1,8 @@
 """The pruning environments (DESIGN §5), one module per family."""
 
 import importlib
+import inspect
+from collections.abc import Callable
 
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
@@ -42,6 +44,32 @@ def check_env_id(env_id: str) -> str:
     return env_id
 
 
+def env_creator(env_id: str) -> Callable[..., gym.Env]:
+    """The class (or function) that ``gymnasium.make(env_id)`` calls."""
+    name = check_env_id(env_id).rpartition(":")[2]
+    entry_point = gym.spec(name).entry_point
+    return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+
+
+def env_settings_names(env_id: str) -> set[str] | None:
+    """The keyword arguments ``gymnasium.make(env_id, ...)`` accepts, or None for any.
+
+    The env's own, through every ``__init__`` its ``**kwargs`` pass on to, and
+    ``gymnasium.make``'s (``max_episode_steps``, ...).
+    """
+    creator = env_creator(env_id)
+    names = set(inspect.signature(gym.make).parameters) - {"id", "kwargs"}
+    functions = (
+        [cls.__init__ for cls in creator.__mro__] if isinstance(creator, type) else [creator]
+    )
+    for function in functions:
+        parameters = inspect.signature(function).parameters.values()
+        names |= {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names - {"self"}
+    return None
+
+
 def family_env_id(env_id: str) -> str:
     """The prune-gym env id whose class ``env_id``'s env is or derives from.
 
@@ -49,10 +77,7 @@ def family_env_id(env_id: str) -> str:
     look up defaults and hyperparameters by family, so such an env trains like its
     family's. ``ValueError`` if the env is not a prune-gym env.
     """
-    env_id = check_env_id(env_id)
-    name = env_id.rpartition(":")[2]
-    entry_point = gym.spec(name).entry_point
-    env_class = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    env_class = env_creator(env_id)
     for family, family_entry in ENV_IDS.items():
         if isinstance(env_class, type) and issubclass(env_class, load_env_creator(family_entry)):
             return family
@@ -70,5 +95,7 @@ __all__ = [
     "PanningEnv",
     "PruningEnv",
     "check_env_id",
+    "env_creator",
+    "env_settings_names",
     "family_env_id",
 ]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from prune_gym.checks import check_fraction, check_int
+from prune_gym.checks import check_fraction, check_int, check_unique
 from prune_gym.envs.allocations import least_feasible
 from prune_gym.envs.context import PruningContext, get_context, release_context
 from prune_gym.envs.observations import (
@@ -38,15 +38,42 @@ class PruningEnv(gym.Env):
 
     Keyword arguments: ``task`` (registered name or ``Task``), ``budget`` (resource ->
     fraction of the dense value in (0, 1]), ``structure`` (``"unstructured"`` or
-    ``"channel"``), ``metrics`` (score names used in observations or mixes), ``reward``,
-    ``reward_samples`` (fixed validation samples scored for the reward; default the whole
-    validation split up to 1000), ``finetune_steps``
-    (before the reward), ``min_ratio``/``max_ratio`` (range the actions map to; default
-    max 0.99, or 0.9 with channels), ``rank_by`` (metric ranking weights inside a
-    layer) and ``device``.
+    ``"channel"``), ``metrics`` (score names used in observations or mixes, each once),
+    ``reward``, ``reward_samples`` (fixed validation samples scored for the reward;
+    default the whole validation split up to 1000), ``finetune_steps`` (before the
+    reward), ``min_ratio``/``max_ratio`` (range the actions map to; default max 0.99, or
+    0.9 with channels), ``rank_by`` (metric ranking weights inside a layer), ``device``
+    (``"cpu"`` or one this machine has, e.g. ``"cuda"`` with a GPU) and ``render_mode``
+    (None, ``"ansi"`` or ``"rgb_array"``). Every setting is checked when the env is
+    made, before the model is built where the check allows.
+
+    A latency budget is measured on the exported channel-pruned model, which cannot
+    have a layer without channels: where actions set per-layer ratios, ``max_ratio``
+    must leave every controlled layer at least one channel.
+
+    ``step`` takes a real-valued numeric array of the action space's shape (a string,
+    bool or complex array is a ``TypeError``) and, once it has returned
+    ``terminated=True``, raises ``RuntimeError`` until ``reset()`` starts a new episode.
+    Subclasses implement one step in ``_act``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    #: the render modes and fps, served as ``metadata``.
+    RENDER_METADATA: ClassVar[dict[str, Any]] = {
+        "render_modes": ["ansi", "rgb_array"],
+        "render_fps": 1,
+    }
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Gymnasium's metadata (``RENDER_METADATA``), read on the env, not on its class.
+
+        ``gymnasium.make`` reads a class's ``metadata`` dict and, for a mode it lacks,
+        ``"human"``, makes the env with ``"rgb_array"`` and shows it through pygame
+        (``HumanRendering``). A property is skipped there, so the env itself gets
+        ``render_mode="human"`` and refuses it when made, naming the modes it has.
+        """
+        return self.RENDER_METADATA
+
     #: ``accuracy`` on the reward samples, or ``loss``: minus their mean cross-entropy,
     #: which ranks allocations at high sparsity far better (``benchmarks/reward_fidelity.py``).
     REWARDS: ClassVar[tuple[str, ...]] = ("accuracy", "loss")
@@ -96,7 +123,7 @@ class PruningEnv(gym.Env):
         self.max_ratio = check_fraction(max_ratio, "max_ratio")
         if self.min_ratio > self.max_ratio:
             raise ValueError(f"min_ratio={min_ratio} exceeds max_ratio={self.max_ratio}")
-        self.metrics = tuple(metrics)
+        self.metrics = check_unique(metrics, "metrics")
         self.context = get_context(
             task, structure, self.metrics, rank_by, reward_samples, device, weights
         )
@@ -105,7 +132,10 @@ class PruningEnv(gym.Env):
         self.last_info: dict[str, Any] = {}
         #: the masks of the last finished episode (for re-evaluation, e.g. on test).
         self.last_masks: MaskSet | None = None
+        #: whether the last step ended the episode (``step`` then waits for ``reset``).
+        self._episode_over = False
         self._check_budget_reachable()
+        self._check_latency_measurable()
 
     # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
     def __getstate__(self) -> dict[str, Any]:
@@ -163,6 +193,33 @@ class PruningEnv(gym.Env):
                 "at least that, or raise max_ratio."
             )
 
+    @property
+    def acts_by_ratios(self) -> bool:
+        """Whether actions set per-layer ratios in [min_ratio, max_ratio]."""
+        return True
+
+    def _check_latency_measurable(self) -> None:
+        """Raise ``ValueError`` if, under a latency budget, an action can empty a layer.
+
+        Latency is measured on the exported channel-pruned model, and a layer left
+        without channels cannot be exported: ``max_ratio`` must keep one channel in
+        every controlled layer (``round(max_ratio * channels) < channels``).
+        """
+        if "latency" not in self.budget.limits or not self.acts_by_ratios:
+            return
+        ratios = self.tightest_masks().ratios()
+        emptied = [name for name in self.layer_names if ratios[name] >= 1.0]
+        if emptied:
+            builder = self.context.builder()
+            fewest = min(builder.unit_count(name) for name in self.layer_names)
+            raise ValueError(
+                f"max_ratio={self.max_ratio:g} lets an action remove every channel of "
+                f"{emptied}, and a latency budget is measured on the exported channel-pruned "
+                "model, which needs at least one channel in every layer: use max_ratio <= "
+                f"{1 - 1 / fewest:.4g} (all but one of the {fewest} channels of the smallest "
+                "layer)"
+            )
+
     # observation table ------------------------------------------------------------------
     @property
     def layer_feature_names(self) -> tuple[str, ...]:
@@ -208,9 +265,18 @@ class PruningEnv(gym.Env):
 
     # actions <-> ratios -----------------------------------------------------------------
     def check_action(self, action: Any) -> np.ndarray:
-        """The action as float64, shape-checked, finite-checked and clipped to [-1, 1]."""
-        array = np.asarray(action, dtype=np.float64)
+        """The action as float64, type-, shape- and finite-checked, clipped to [-1, 1].
+
+        ``TypeError`` for entries that are not real numbers (strings, bools, complex).
+        """
+        array = np.asarray(action)
         expected = self.action_space.shape
+        if array.dtype.kind not in "fiu":
+            raise TypeError(
+                f"action of dtype {array.dtype} is not accepted; expected a real-valued "
+                f"numeric array (float or int) of shape {expected}"
+            )
+        array = array.astype(np.float64)
         if array.shape != expected:
             raise ValueError(f"action of shape {array.shape} does not match {expected}")
         if not np.all(np.isfinite(array)):
@@ -328,10 +394,34 @@ class PruningEnv(gym.Env):
         steps = self.finetune_steps if finetune_steps is None else finetune_steps
         return self.context.evaluate(masks, steps, seed=self.context.task.seed)
 
+    @classmethod
+    def reward_train_steps(cls, settings: dict[str, Any]) -> int:
+        """Optimizer steps one episode's reward trains the pruned net, under env ``settings``.
+
+        ``finetune_steps`` here; subclasses that train otherwise say how.
+        """
+        return check_int(settings.get("finetune_steps", 0), "finetune_steps", low=0)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Seed the env's RNG; subclasses return their first observation."""
+        """Seed the env's RNG and start an episode; subclasses return its first observation."""
         super().reset(seed=seed)
+        self._episode_over = False
         return None
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """One step with the checked action (``check_action``, then the subclass's ``_act``).
+
+        ``RuntimeError`` once the episode has ended, until ``reset()`` starts another.
+        """
+        if self._episode_over:
+            raise RuntimeError("episode is over: call reset() before step()")
+        result = self._act(self.check_action(action))
+        self._episode_over = result[2] or result[3]
+        return result
+
+    def _act(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """One step of the episode for a checked action: the subclass's dynamics."""
+        raise NotImplementedError
 
     def render(self) -> str | np.ndarray | None:
         """Per-layer ratios of the last finished episode (zeros before one has ended).

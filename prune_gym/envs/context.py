@@ -23,7 +23,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from prune_gym.checks import check_choice, check_int, did_you_mean
+from prune_gym.checks import check_choice, check_device_available, check_int, did_you_mean
 from prune_gym.pruning import (
     MaskBuilder,
     MaskSet,
@@ -31,6 +31,7 @@ from prune_gym.pruning import (
     compute_scores,
     export_channel_pruned,
     measure_latency,
+    prunable_layers,
 )
 from prune_gym.pruning.masks import check_structure
 from prune_gym.tasks import Task, evaluate_split, evaluate_tensors
@@ -75,7 +76,10 @@ class PruningContext:
         self.weights, self.structure = key.weights, key.structure
         self.metrics, self.rank_by = key.metrics, key.rank_by
         self.device = torch.device(key.device)
-        model = task.pretrained_model() if key.weights == "pretrained" else task.build_model()
+        model = task.build_model()
+        prunable_layers(model)  # a model with nothing to prune is refused before training
+        if key.weights == "pretrained":
+            model = task.pretrained_model()
         self.model = model.to(self.device).eval()
         self.example_input = task.example_input().to(self.device)
         self.cost_model = task.cost_model(self.model, self.example_input)
@@ -281,8 +285,13 @@ def get_context(
     device: str,
     weights: str = "pretrained",
 ) -> PruningContext:
-    """The shared context for these settings, built on first use (see the module docstring)."""
+    """The shared context for these settings, built on first use (see the module docstring).
+
+    Every setting is checked before anything is built: ``device`` must be one this
+    machine can compute on (``check_device_available``).
+    """
     check_structure(structure)
+    device = check_device_available(device)
     known = available_metrics()
     for metric in (*metrics, rank_by):
         if metric not in known:
@@ -301,9 +310,7 @@ def get_context(
             f"reward_samples={reward_samples} exceeds the {val_size} validation samples of "
             f"task {task.name!r}; use at most {val_size}"
         )
-    key = ContextKey(
-        task.cache_key(), structure, metrics, rank_by, reward_samples, str(device), weights
-    )
+    key = ContextKey(task.cache_key(), structure, metrics, rank_by, reward_samples, device, weights)
     context = _LIVE.get(key)
     if context is None:
         context = _LIVE[key] = PruningContext(task, key)

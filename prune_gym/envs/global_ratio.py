@@ -110,9 +110,9 @@ class GlobalRatioEnv(PruningEnv):
         super().reset(seed=seed, options=options)
         return self._observation.copy(), {}
 
-    def step(self, action: Any):
+    def _act(self, action: np.ndarray):
         """Prune every layer at its ratio, evaluate, and end the episode."""
-        ratios = self.action_to_ratios(self.check_action(action))
+        ratios = self.action_to_ratios(action)
         masks = self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
         info = self.episode_info(masks, self.evaluate_masks(masks))
         info |= self.cost_info(info["used"])

@@ -85,12 +85,10 @@ class LayerRatioEnv(PruningEnv):
         """Name of the layer the next action prunes."""
         return self.layer_names[min(self._step, self.num_layers - 1)]
 
-    def step(self, action: Any):
+    def _act(self, action: np.ndarray):
         """Set the current layer's ratio; evaluate the pruned net after the last layer."""
-        if self._step >= self.num_layers:
-            raise RuntimeError("episode is over: call reset() before step()")
         t = self._step
-        requested = float(self.action_to_ratios(self.check_action(action))[0])
+        requested = float(self.action_to_ratios(action)[0])
         units = self.context.builder().unit_count(self.layer_names[t])
         self._ratios[t] = round(requested * units) / units  # what the mask will remove
         shares = {

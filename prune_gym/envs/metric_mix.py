@@ -102,6 +102,11 @@ class MetricMixEnv(PruningEnv):
         """Global mode prunes to exactly the tightest budget; joint mode takes ratios."""
         return self.mode == "global"
 
+    @property
+    def acts_by_ratios(self) -> bool:
+        """Joint mode's actions start with per-layer ratios; global mode's are a mix only."""
+        return self.mode == "joint"
+
     def tightest_masks(self) -> MaskSet:
         """Global mode prunes by one threshold, so everything removable can go."""
         if self.mode == "global":
@@ -126,9 +131,8 @@ class MetricMixEnv(PruningEnv):
         super().reset(seed=seed, options=options)
         return self._observation.copy(), {}
 
-    def step(self, action: Any):
+    def _act(self, action: np.ndarray):
         """Rank by the mix, prune (globally to the budget, or per layer), evaluate, end."""
-        action = self.check_action(action)
         weights = self.action_to_weights(action)
         mix = mix_percentiles(self._percentiles, weights, out=self._mix)
         if self.mode == "global":

@@ -9,6 +9,7 @@ dense proxy (no training inside the episode) unless ``reward="trained_accuracy"`
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -55,9 +56,10 @@ class PanningEnv(PruningEnv):
     r_loss - r_gtg`` with s_k the scheduled sparsity and r the relative changes (r_gtg
     divided by 5, both capped at 10); a fully disconnected net ends the episode at -100
     per iteration left. ``reward="trained_accuracy"`` instead trains the final sparse net
-    for ``train_steps`` and pays its reward-sample accuracy at the end. The target is
-    drawn per episode from ``target_range`` unless ``target`` (or ``budget={"params": p}``,
-    meaning target 1 - p) is given.
+    for ``train_steps`` and pays its reward-sample accuracy at the end (Panning takes
+    ``train_steps``, not ``finetune_steps``, which may only be 0). The target is drawn per
+    episode from ``target_range``, a pair (low, high) with 0 <= low <= high < 1, unless
+    ``target`` (or ``budget={"params": p}``, meaning target 1 - p) is given.
     """
 
     REWARDS = ("proxy", "trained_accuracy")
@@ -75,6 +77,13 @@ class PanningEnv(PruningEnv):
         **kwargs: Any,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "kwargs")}
+        if kwargs.get("finetune_steps", 0) != 0:
+            raise ValueError(
+                f"finetune_steps={kwargs['finetune_steps']!r} is not a Panning setting: Panning "
+                "trains the final sparse net from its initialisation for train_steps (with "
+                "reward='trained_accuracy'); give train_steps= instead (finetune_steps may "
+                "only be 0)"
+            )
         if kwargs.get("structure", "unstructured") != "unstructured":
             raise ValueError(
                 f"Panning prunes single weights before training; structure="
@@ -89,7 +98,12 @@ class PanningEnv(PruningEnv):
                 )
             target = 1.0 - limits["params"]
         iterations = check_int(iterations, "iterations", low=1)
-        low, high = (check_fraction(v, "target_range") for v in target_range)
+        if not isinstance(target_range, (tuple, list, np.ndarray)) or len(target_range) != 2:
+            raise ValueError(
+                f"target_range={target_range!r} must be a pair (low, high) of target "
+                "sparsities with 0 <= low <= high < 1"
+            )
+        low, high = (check_fraction(v, f"target_range[{i}]") for i, v in enumerate(target_range))
         if not low <= high < 1.0:
             raise ValueError(f"target_range={target_range!r} must satisfy low <= high < 1")
         if target is not None:
@@ -126,6 +140,20 @@ class PanningEnv(PruningEnv):
         self.target = initial_target
         self._step = 0
         self._effective_sparsity = 0.0
+
+    @classmethod
+    def reward_train_steps(cls, settings: dict[str, Any]) -> int:
+        """``train_steps`` under ``reward="trained_accuracy"``; the proxy reward trains nothing."""
+        defaults = inspect.signature(cls.__init__).parameters
+        if settings.get("reward", defaults["reward"].default) != "trained_accuracy":
+            return 0
+        steps = settings.get("train_steps", defaults["train_steps"].default)
+        return check_int(steps, "train_steps", low=0)
+
+    @property
+    def acts_by_ratios(self) -> bool:
+        """Actions are metric mixes; the schedule sets the sparsity."""
+        return False
 
     # the agent's vocabulary ---------------------------------------------------------------
     def action_to_weights(self, action: Any) -> np.ndarray:
@@ -188,11 +216,9 @@ class PanningEnv(PruningEnv):
         self._effective_sparsity = 0.0
         return self._observation(0.0, 0.0), {"target_sparsity": self.target}
 
-    def step(self, action: Any):
+    def _act(self, action: np.ndarray):
         """Re-score the masked net, prune by the mix to this step's density, report proxies."""
-        if self._step >= self.iterations:
-            raise RuntimeError("episode is over: call reset() before step()")
-        weights = self.action_to_weights(self.check_action(action))
+        weights = self.action_to_weights(action)
         scheduled_sparsity = 1.0 - self.keep_fraction(self._step)
         self._masks = self._prune(weights, scheduled_sparsity)
         self._step += 1

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from prune_gym.checks import check_choice, check_int, check_number
-from prune_gym.envs import family_env_id
+from prune_gym.checks import check_choice, check_int, check_number, did_you_mean
+from prune_gym.envs import env_settings_names, family_env_id
 
 #: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
 AGENTS = {"ppo-lag": "ppo-lag", "ppo": "ppo", "panning": "td3"}
@@ -106,6 +106,14 @@ class RunConfig:
         for key in ("task", "budget"):
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs may not hold {key!r}: it is its own field")
+        accepted = env_settings_names(self.env)
+        unknown = sorted(set(self.env_kwargs) - accepted) if accepted is not None else []
+        if unknown:
+            hints = "".join(did_you_mean(name, accepted) for name in unknown)
+            raise ValueError(
+                f"{self.env} does not take the setting(s) {unknown}; it takes "
+                f"{sorted(accepted - {'task', 'budget'})}.{hints}"
+            )
         self.env_kwargs = ENV_DEFAULTS.get(family, {}) | dict(self.env_kwargs)
 
     @property

@@ -53,9 +53,11 @@ def budget_label(budget: Budget) -> str:
 
 def parse_budgets(text: str) -> list[str]:
     """``"params=0.1,params=0.02"`` or ``"sweep"`` -> canonical budget labels."""
-    items = SWEEP if text.strip() == "sweep" else [t for t in text.split(",") if t.strip()]
-    if not items:
-        raise ValueError(f"--budgets {text!r} names no budget; e.g. params=0.1,flops=0.5 or sweep")
+    items = SWEEP if text.strip() == "sweep" else text.split(",")
+    if not all(item.strip() for item in items):
+        raise ValueError(
+            f"--budgets {text!r} has an empty budget; e.g. params=0.1,flops=0.5 or sweep"
+        )
     return [budget_label(parse_budget(item)) for item in items]
 
 
@@ -117,6 +119,11 @@ def load_suite(name_or_path: str) -> BenchSpec:
             )
     raw = yaml.safe_load(path.read_text())
     fields = {f.name for f in dataclasses.fields(BenchSpec)}
+    if not isinstance(raw, dict):
+        raise ValueError(
+            f"suite {path} holds {'nothing' if raw is None else repr(raw)}; a suite is a "
+            f"YAML mapping with keys among {sorted(fields)} (tasks and budgets required)"
+        )
     unknown = sorted(set(raw) - fields - {"description"})
     if unknown:
         raise ValueError(f"suite {path} has unknown keys {unknown}; accepted: {sorted(fields)}")

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from prune_gym.checks import did_you_mean
 from prune_gym.tasks.task import Task
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
@@ -30,7 +31,10 @@ def list_tasks() -> list[str]:
 def make(name: str, **overrides: Any) -> Task:
     """Build the registered task ``name``; ``overrides`` go to its factory (e.g. ``seed=1``)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; available tasks: {', '.join(list_tasks())}")
+        raise ValueError(
+            f"unknown task {name!r}; available tasks: {', '.join(list_tasks())}."
+            + did_you_mean(name, list_tasks())
+        )
     factory = _REGISTRY[name]
     _check_overrides(name, factory, overrides)
     task = factory(**overrides)

@@ -22,6 +22,8 @@ from prune_gym.tasks import list_tasks
 
 #: exit code after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+#: exit code of an I/O error, e.g. a full disk (EX_IOERR of sysexits.h).
+IO_ERROR = 74
 
 
 def _list(_args: argparse.Namespace) -> int:
@@ -40,17 +42,10 @@ def _list(_args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """Run a benchmark into ``--out``; exit code 1 if any run failed."""
+    """Run a benchmark into ``--out`` and report its runs; exit code 1 if any run failed."""
     import agents  # noqa: F401  (registers ppo-lag, so its zips load by name)
-    from prune_gym.bench import (
-        BenchSpec,
-        RecordStore,
-        latest_records,
-        load_suite,
-        parse_budgets,
-        run_benchmark,
-        write_report,
-    )
+    from prune_gym.bench import BenchSpec, load_suite, parse_budgets, run_benchmark, write_report
+    from prune_gym.bench.runner import BenchmarkInterrupted, hold_folder
 
     given = {
         "tasks": tuple(args.task) if args.task else None,
@@ -74,7 +69,7 @@ def _bench(args: argparse.Namespace) -> int:
             if key not in given
         ]
         if missing:
-            raise SystemExit(f"prune-gym bench: give --suite, or {' and '.join(missing)}")
+            raise ValueError(f"give --suite, or {' and '.join(missing)}")
         spec = BenchSpec(**given)
     if args.device:
         spec = dataclasses.replace(spec, device=args.device)
@@ -84,23 +79,23 @@ def _bench(args: argparse.Namespace) -> int:
             "would not use: add --device cuda"
         )
     out = Path(args.out)
-    executor = _executor(args)
-    try:
-        records = run_benchmark(spec, out, executor)
-    except KeyboardInterrupt:
-        records = latest_records(RecordStore(out).read())
-        if records:
-            write_report(records, out)
-        print(
-            f"\nprune-gym bench: interrupted. {len(records)} finished runs are kept in "
-            f"{out / 'records.jsonl'}; the run in progress was dropped. Run the same command "
-            "again to resume.",
-            file=sys.stderr,
-        )
-        return INTERRUPTED
-    finally:
-        executor.close()
-    print(write_report(records, out))
+    with hold_folder(out):  # checked before anything starts; reports written before release
+        executor = _executor(args)
+        try:
+            records = run_benchmark(spec, out, executor)
+        except BenchmarkInterrupted as stop:
+            if stop.records:
+                write_report(stop.records, out)
+            print(
+                f"\nprune-gym bench: interrupted. {len(stop.records)} finished runs are kept "
+                f"in {out / 'records.jsonl'}; the run in progress was dropped. Run the same "
+                "command again to resume.",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
+        finally:
+            executor.close()
+        print(write_report(records, out))
     failed = sum(record.get("status") == "failed" for record in records)
     print(f"{len(records)} runs, {failed} failed; results in {out}")
     return 1 if failed else 0
@@ -126,9 +121,7 @@ def _train(args: argparse.Namespace) -> int:
     budget = {}
     for text in args.budget or ["flops=0.5"]:
         budget |= parse_budget(text).limits
-    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
-    if not isinstance(env_kwargs, dict):
-        raise ValueError(f"--env-kwargs {args.env_kwargs!r} must be a JSON object")
+    env_kwargs = dict(args.env_kwargs or {})
     flags = {
         "structure": args.structure,
         "max_ratio": args.max_ratio,
@@ -172,10 +165,31 @@ def _train(args: argparse.Namespace) -> int:
 
 def _seeds(text: str) -> tuple[int, ...]:
     """``"0,1,2"`` -> ``(0, 1, 2)``: distinct seeds, in order."""
-    seeds = [_integer(item.strip(), "a seed") for item in text.split(",") if item.strip()]
-    if not seeds or len(set(seeds)) != len(seeds):
+    seeds = [_integer(item, "a seed") for item in _items(text, "seeds, e.g. 0,1,2")]
+    if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2")
     return tuple(seeds)
+
+
+def _items(text: str, example: str) -> list[str]:
+    """The comma-separated items of ``text``, stripped; an empty item is an error."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item: give {example}")
+    return items
+
+
+def _json_object(text: str) -> dict:
+    """A JSON object's text -> dict (``--env-kwargs``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a JSON object, e.g. \'{{"reward": "loss"}}\''
+        )
+    return value
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -188,10 +202,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _finetune_budgets(text: str) -> tuple[int | str, ...]:
     """``"200,matched"`` -> ``(200, "matched")`` (validated by ``BenchSpec``)."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
     return tuple(
         item if item == "matched" else _integer(item, "a number of steps or matched")
-        for item in items
+        for item in _items(text, "steps and/or matched, e.g. 200,matched")
     )
 
 
@@ -278,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--reward-finetune-steps", type=int, help="fine-tuning before each reward (default 10)"
     )
-    train.add_argument("--env-kwargs", help="more env settings as a JSON object")
+    train.add_argument("--env-kwargs", type=_json_object, help="more env settings as a JSON object")
     train.add_argument(
         "--finetune-steps",
         type=int,
@@ -304,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare pruning methods on the same tasks and budgets",
         description="Writes results.csv, results.json, summary.md and PNG plots to --out; "
         "runs already there are reused. SB3 policy zips are pickle: load only trusted files.",
+        epilog="Exit status: 0: every run succeeded; 1: a run failed (recorded; see "
+        "summary.md); 2: a usage error, nothing run (bad options, or an --out that cannot be "
+        "used: not a writable folder, or held by another bench); 74: an I/O error while "
+        "writing --out (a full disk, say); 130: interrupted.",
     )
     bench.add_argument(
         "--suite", help="a built-in suite's name (see prune-gym list) or a suite YAML file's path"
@@ -344,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except (ValueError, FileNotFoundError, MissingExtra) as error:  # a message, no traceback
         parser.exit(2, f"prune-gym {args.verb}: error: {error}\n")
+    except OSError as error:
+        parser.exit(IO_ERROR, f"prune-gym {args.verb}: I/O error: {error}\n")
     except KeyboardInterrupt:
         print(f"\nprune-gym {args.verb}: interrupted", file=sys.stderr)
         return INTERRUPTED

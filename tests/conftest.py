@@ -1,7 +1,13 @@
 """Shared pytest fixtures."""
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
+
+from prune_gym.bench import runner as bench_runner
 
 # Two threads on a two-core machine shared with other processes make small models
 # many times slower (threads wait on each other); one thread gives the same numbers.
@@ -24,3 +30,26 @@ def smoke_output(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     code = main(["bench", "--suite", "smoke", "--out", str(out)])
     return out, code
+
+
+@pytest.fixture
+def executions(monkeypatch):
+    """The runs executed (not reused) from now on, as (method, seed, finetune_steps)."""
+    executed = []
+    original = bench_runner.BenchmarkRunner.execute
+
+    def counting(self, run):
+        executed.append((run.method, run.seed, run.settings.get("finetune_steps", 0)))
+        return original(self, run)
+
+    monkeypatch.setattr(bench_runner.BenchmarkRunner, "execute", counting)
+    return executed
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder every user may enter (pytest's are private to their owner)."""
+    folder = Path(tempfile.mkdtemp(prefix="prune-gym-readonly-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)

@@ -23,20 +23,6 @@ def bench(out, *extra: str) -> int:
     return main(args)
 
 
-@pytest.fixture
-def executions(monkeypatch):
-    """The runs executed (not reused) from now on, as (method, seed, finetune_steps)."""
-    executed = []
-    original = bench_runner.BenchmarkRunner.execute
-
-    def counting(self, run):
-        executed.append((run.method, run.seed, run.settings.get("finetune_steps", 0)))
-        return original(self, run)
-
-    monkeypatch.setattr(bench_runner.BenchmarkRunner, "execute", counting)
-    return executed
-
-
 def results(out) -> list[dict]:
     return json.loads((out / "results.json").read_text())
 
@@ -46,9 +32,12 @@ def test_a_narrower_rerun_keeps_every_finished_record(tmp_path, executions):
     assert len(executions) == 4
     assert bench(tmp_path, "--methods", "uniform,snip", "--seeds", "1") == 0
     assert executions[4:] == [("snip", 0, 0)]  # only the new run ran
-    assert len(results(tmp_path)) == 5  # and nothing was deleted
-    assert len(RecordStore(tmp_path).read()) == 5
+    assert len(RecordStore(tmp_path).read()) == 5  # and nothing was deleted
+    assert {record["method"] for record in results(tmp_path)} == {"uniform", "snip"}  # asked
     methods = {"global-magnitude", "uniform", "snip"}
+    assert bench(tmp_path, "--methods", ",".join(methods), "--seeds", "2") == 0
+    assert executions[5:] == [("snip", 1, 0)]
+    assert len(results(tmp_path)) == 6 and len(RecordStore(tmp_path).read()) == 6
     assert {record["method"] for record in results(tmp_path)} == methods
     lines = (tmp_path / "summary.md").read_text().splitlines()
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| method")]
@@ -71,12 +60,11 @@ def test_a_run_is_reused_only_under_the_same_settings(tmp_path, executions, chan
     assert len(executions) == 2  # the changed settings ran anew
     assert bench(tmp_path) == 0 and bench(tmp_path, *change) == 0
     assert len(executions) == 2  # and each is reused under its own settings
-    records = results(tmp_path)
+    records = RecordStore(tmp_path).read()
     assert len(records) == 2
     assert records[0]["run_key"] != records[1]["run_key"]
-    setting = change[0].removeprefix("--").replace("-", "_")
-    summary = (tmp_path / "summary.md").read_text()
-    assert f"uniform [{setting}=" in summary  # both variants shown, labelled, never merged
+    (reported,) = results(tmp_path)  # the report: the run asked for, under its settings
+    assert reported["run_key"] == records[1]["run_key"]
 
 
 def test_method_options_and_the_package_version_are_part_of_the_key(
@@ -94,8 +82,8 @@ def test_method_options_and_the_package_version_are_part_of_the_key(
     run_benchmark(spec(1), tmp_path)
     run_benchmark(spec(1), tmp_path)
     assert len(executions) == 1
-    records = run_benchmark(spec(2), tmp_path)
-    assert len(executions) == 2 and len(records) == 2
+    (record,) = run_benchmark(spec(2), tmp_path)  # the records of the runs asked for
+    assert len(executions) == 2 and record["settings"]["method_options"] == {"epochs": 2}
     installed = prune_gym.__version__
     monkeypatch.setattr(prune_gym, "__version__", "99.0")
     run_benchmark(spec(1), tmp_path)
@@ -221,7 +209,7 @@ def test_interrupted_benchmarks_resume_to_the_uninterrupted_numbers(tmp_path, ex
     assert {key: resumed[key] for key in expected} == expected  # same keys, same numbers
     with pytest.warns(UserWarning, match="damaged"):
         assert main(args) == 0
-    assert len(results(out)) == 14  # every record reported, none deleted
+    assert len(results(out)) == 6  # the runs asked for reported; the folder keeps all 14
 
 
 def test_run_keys_tell_apart_specs_that_share_a_folder():

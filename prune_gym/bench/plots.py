@@ -9,6 +9,7 @@ figure says what its points and error bars are.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import statistics
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prune_gym.bench.spec import loosest_first
+from prune_gym.files import write_atomically
 
 COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -84,10 +86,10 @@ def _plain_formatter() -> Any:
 
 
 def save_png(figure: Any, path: Path) -> None:
-    """Save a figure as PNG through a temporary file, so no half image is ever left."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png", bbox_inches="tight")
-    temporary.replace(path)
+    """Save a figure as PNG, replacing ``path`` whole: no half image is ever seen or left."""
+    image = io.BytesIO()
+    figure.savefig(image, format="png", bbox_inches="tight")
+    write_atomically(path, image.getvalue())
 
 
 def _shared_legend(figure: Any, axes: list[Any], note: str) -> None:

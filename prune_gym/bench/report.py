@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from scipy.stats import ttest_rel
 
 from prune_gym.bench.plots import accuracy_vs_compression, layer_densities
 from prune_gym.bench.spec import loosest_first
-from prune_gym.bench.store import write_atomically
+from prune_gym.files import write_atomically
 
 #: the DESIGN §8 columns first, then what identifies and explains a run.
 COLUMNS = (
@@ -48,7 +48,16 @@ COLUMNS = (
     "support_recovery",
     "status",
     "error",
+    "version",
     "run_key",
+)
+#: the files ``write_report`` rebuilds in a benchmark folder.
+REPORT_FILES = (
+    "results.json",
+    "results.csv",
+    "summary.md",
+    "accuracy_vs_compression.png",
+    "layer_ratios.png",
 )
 SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "params_ratio", "macs_ratio", "train_steps")
 #: p-value at or above which a method is marked as not distinguishable from the best.
@@ -96,7 +105,8 @@ def write_tables(records: list[dict[str, Any]], out_dir: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "ratios"], extrasaction="ignore")
     writer.writeheader()
     for record in records:
-        writer.writerow(record | {"ratios": json.dumps(record.get("ratios", {}))})
+        extra = {"ratios": json.dumps(record.get("ratios", {})), "version": _version(record)}
+        writer.writerow(record | extra)
     write_atomically(out_dir / "results.csv", text.getvalue())
 
 
@@ -182,6 +192,11 @@ def _sizes(records: list[dict[str, Any]]) -> str:
     return "; ".join(f"{task} {val} / {test}" for task, (val, test) in sizes.items())
 
 
+def _version(record: dict[str, Any]) -> str:
+    """The prune-gym version a record was made with ("unknown" for records without one)."""
+    return record.get("settings", {}).get("version", "unknown")
+
+
 def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     """Write ``summary.md``: per task and budget, methods by val accuracy, the best in bold."""
     summary = summarise(records)
@@ -200,6 +215,9 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     ]
     if sizes := _sizes(records):
         lines += ["", f"Validation / test samples: {sizes}."]
+    versions = Counter(_version(record) for record in records)
+    made_with = ", ".join(f"{v} ({n} runs)" for v, n in sorted(versions.items()))
+    lines += ["", f"prune-gym version of the records: {made_with}."]
     for task, budget in loosest_first((t, b) for t, b, _ in summary):
         rows = {m: r for (t, b, m), r in summary.items() if (t, b) == (task, budget)}
         best = best_on_val(rows)
@@ -255,14 +273,20 @@ def write_report(records: list[dict[str, Any]], out_dir: Path) -> str:
     """Rebuild every report in ``out_dir`` from ``records``: tables, summary and plots.
 
     ``results.json`` / ``results.csv``, ``summary.md``, ``accuracy_vs_compression.png``
-    and ``layer_ratios.png``; returns the summary's text.
+    and ``layer_ratios.png`` (``REPORT_FILES``), each replaced whole (a reader never sees
+    a part of one); without a successful record, plots of earlier ones are removed.
+    Returns the summary's text.
     """
     write_tables(records, out_dir)
     text = write_summary(records, out_dir / "summary.md")
     ok = [record for record in records if record.get("status") == "ok"]
+    plots = out_dir / "accuracy_vs_compression.png", out_dir / "layer_ratios.png"
     if ok:
-        accuracy_vs_compression(summarise(records), out_dir / "accuracy_vs_compression.png")
+        accuracy_vs_compression(summarise(records), plots[0])
         with_ratios = [record for record in ok if record.get("ratios")]
         labels = variant_labels(ok, ignore=("finetune_steps",))  # same allocation
-        layer_densities(with_ratios, labels, out_dir / "layer_ratios.png")
+        layer_densities(with_ratios, labels, plots[1])
+    else:
+        for path in plots:
+            path.unlink(missing_ok=True)
     return text

@@ -18,7 +18,8 @@ import json
 import time
 import traceback
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ from prune_gym.algorithms import SavedRun, load_model
 from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
 from prune_gym.baselines.methods import available_methods, method_steps, run_method
 from prune_gym.bench.overlap import aligned_overlap, support_recovery
+from prune_gym.bench.report import REPORT_FILES
 from prune_gym.bench.spec import MATCHED, BenchSpec, parse_budget
 from prune_gym.bench.store import RecordStore, latest_records
+from prune_gym.checks import did_you_mean
 from prune_gym.evaluation import evaluate
 from prune_gym.executors import Executor, LocalExecutor
 from prune_gym.pruning import Budget, MaskSet
@@ -145,7 +148,8 @@ def plan(spec: BenchSpec) -> list[Run]:
         else:
             raise ValueError(
                 f"unknown method {name!r}; one-shot on {spec.env}: {one_shot}; "
-                f"training-time: {training}; or 'all'"
+                f"training-time: {training}; or 'all'."
+                + did_you_mean(name, [*one_shot, *training, "all"])
             )
     methods += [(f"policy:{path}", "learned") for path in spec.policies]
     unique = list(dict.fromkeys(methods))
@@ -318,8 +322,15 @@ def failure(error: BaseException) -> dict[str, Any]:
     }
 
 
-def check_folder(out_dir: Path) -> RecordStore:
-    """The record store of ``out_dir``; refuses a folder whose results it did not write."""
+@contextmanager
+def hold_folder(out_dir: Path) -> Iterator[RecordStore]:
+    """The record store of ``out_dir``, held for one benchmark while the block runs.
+
+    Checks the folder before any run: ``ValueError`` for a folder written by an older
+    prune-gym, a report path that is a folder, a folder that cannot be made or written, a
+    records file that is not a regular file or cannot be appended to, and a folder
+    another benchmark holds (``RecordStore.lock``, reentrant in this thread).
+    """
     store = RecordStore(out_dir)
     legacy = out_dir / "results.json"
     if legacy.exists() and not store.path.exists():
@@ -328,55 +339,86 @@ def check_folder(out_dir: Path) -> RecordStore:
             "older prune-gym whose runs cannot be matched to their settings. Nothing was "
             "changed; use a new --out folder."
         )
-    return store
+    for name in REPORT_FILES:
+        if (out_dir / name).is_dir() and not (out_dir / name).is_symlink():
+            raise ValueError(
+                f"{out_dir / name} is a folder; the report {name} is written there: move it "
+                "away or give another folder"
+            )
+    with store.lock():
+        store.check()
+        yield store
 
 
 def run_keys(spec: BenchSpec) -> set[str]:
     """The keys of every run of ``spec``: pick its records out of a folder shared with
-    other benchmarks (``run_benchmark`` returns them all)."""
+    other benchmarks (the records ``run_benchmark`` returns)."""
     runner = BenchmarkRunner(spec)
     return {runner.identify(run)["run_key"] for run in plan(spec)}
+
+
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_benchmark``; ``records``: the latest records of the benchmark's
+    runs finished by then (in this or earlier benchmarks), for a report."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.records = records
 
 
 def run_benchmark(
     spec: BenchSpec, out_dir: str | Path, executor: Executor | None = None
 ) -> list[dict[str, Any]]:
-    """Run every run of ``spec`` whose key is not finished in ``out_dir``; return all records.
+    """Run every run of ``spec`` whose key is not finished in ``out_dir``; return its records.
 
-    Runs go to ``executor`` (default: one after another in this process); each record is
-    appended here as its run finishes, with a progress bar over the runs to do. Returns
-    the latest record of every run in the folder, from this and earlier benchmarks alike.
-    A failed run is recorded (status ``failed`` with its error) and the rest go on; it is
-    tried again by the next benchmark. An interrupt (``KeyboardInterrupt``) stops between
-    two records, cancelling the runs in progress: every finished run is on disk.
+    The folder is held (``hold_folder``: checked first; another benchmark on it is
+    refused) until this returns. Runs go to ``executor`` (default: one after another in
+    this process); each record is appended here as its run finishes, with a progress bar
+    over the runs to do. Returns the latest record of each run of ``spec``, reused or run
+    now, and only those: a failure under these settings shows even where the same task,
+    budget, method and seed succeeded under others. The folder keeps every record of
+    every benchmark. A failed run is recorded (status ``failed`` with its error) and the
+    rest go on; it is tried again by the next benchmark. An interrupt stops between two
+    records, cancelling the runs in progress (every finished run is on disk), and raises
+    ``BenchmarkInterrupted``.
     """
-    out_dir = Path(out_dir)
-    store = check_folder(out_dir)
+    with hold_folder(Path(out_dir)) as store:
+        return _run_missing(spec, store, LocalExecutor() if executor is None else executor)
+
+
+def _run_missing(spec: BenchSpec, store: RecordStore, executor: Executor) -> list[dict[str, Any]]:
+    """``run_benchmark``'s work, in the folder it holds."""
     finished = {r["run_key"] for r in store.read() if r["status"] == "ok"}
     benchmark = uuid.uuid4().hex
     runner = runner_for(spec, benchmark)
+    keys: set[str] = set()  # of every run of spec: what it reports
     todo = []
     for run in plan(spec):
         try:
             fields = runner.identify(run)
         except Exception as error:  # recorded and reported; the other runs go on
-            store.append(run.fields() | failure(error))
+            failed = run.fields() | failure(error)
+            store.append(failed)
+            keys.add(failed["run_key"])
             continue
+        keys.add(fields["run_key"])
         if fields["run_key"] not in finished:
             todo.append((run, fields))
-    executor = LocalExecutor() if executor is None else executor
     function = functools.partial(execute_run, spec, benchmark)
     progress = tqdm(total=len(todo), desc=f"benchmark ({executor.name})", unit="run")
-    with progress, closing(executor.map_unordered(function, todo)) as outcomes:
-        for outcome in outcomes:
-            run, fields = outcome.job
-            if outcome.error is None:
-                store.append(outcome.result)
-            else:  # the executor lost it (its worker kept dying): recorded like a failure
-                store.append(fields | lost(outcome.error))
-            progress.update()
-            progress.set_postfix_str(f"{run.task} {run.budget} {run.method} seed {run.seed}")
-    return latest_records(store.read())
+    try:
+        with progress, closing(executor.map_unordered(function, todo)) as outcomes:
+            for outcome in outcomes:
+                run, fields = outcome.job
+                if outcome.error is None:
+                    store.append(outcome.result)
+                else:  # the executor lost it (its worker kept dying): recorded like a failure
+                    store.append(fields | lost(outcome.error))
+                progress.update()
+                progress.set_postfix_str(f"{run.task} {run.budget} {run.method} seed {run.seed}")
+    except KeyboardInterrupt as stop:
+        raise BenchmarkInterrupted(latest_records(store.read(), keys)) from stop
+    return latest_records(store.read(), keys)
 
 
 #: this process's runner, and the benchmark it serves (``runner_for``).

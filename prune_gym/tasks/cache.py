@@ -3,7 +3,9 @@
 ``<stem>.pt`` is a plain ``torch.save`` file (loadable with ``weights_only=True``);
 ``<stem>.json`` records its size and sha256, because PyTorch's zip reader does not checksum
 tensor data: an edited byte would otherwise load silently. ``<stem>.lock`` makes concurrent
-processes train once: the first trains and writes, the others wait and load.
+processes train once: the first trains and writes, the others wait and load. A cache this
+process cannot write (a read-only share) is used without the lock: its verified weights
+load, and anything it lacks is trained in memory, with a warning naming the folder.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from filelock import FileLock
 from torch import nn
+
+from prune_gym.files import write_atomically
 
 #: Bumped when the layout of a cached weights file or its sidecar changes.
 CACHE_FORMAT = 2
@@ -51,10 +53,27 @@ def load_or_train(
 
     Holds ``<stem>.lock`` throughout. An unusable file is reported with a warning naming
     it and replaced; a path that is not a regular file (a directory) is left alone and the
-    trained weights are returned uncached, with a warning.
+    trained weights are returned uncached, with a warning. Where the lock cannot be taken
+    (the folder cannot be made or written), a verified file is loaded; else the weights
+    are trained in memory and returned uncached, with a warning naming the folder.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_suffix(".lock")):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        held = FileLock(path.with_suffix(".lock")).acquire()
+    except OSError as error:  # e.g. a read-only share: use it, write nothing
+        unusable = ""
+        if path.is_file():
+            try:
+                return read_weights(path, key, model)
+            except UnusableCacheError as reason:
+                unusable = f"; {path} is unusable ({reason})"
+        warnings.warn(
+            f"pretrained cache folder {path.parent} cannot be written ({_describe(error)})"
+            f"{unusable}; the weights are trained in memory and not cached",
+            stacklevel=_STACKLEVEL,
+        )
+        return train()
+    with held:
         if path.exists() and not path.is_file():
             warnings.warn(
                 f"pretrained cache path {path} is not a regular file; retraining, and the "
@@ -130,8 +149,8 @@ def write_weights(path: Path, payload: dict[str, Any]) -> None:
         "bytes": len(data),
         "sha256": _sha256(data),
     }
-    _atomic_write(path, data)
-    _atomic_write(sidecar_path(path), json.dumps(record, indent=1).encode())
+    write_atomically(path, data)
+    write_atomically(sidecar_path(path), json.dumps(record, indent=1).encode())
 
 
 def _sha256(data: bytes) -> str:
@@ -142,19 +161,3 @@ def _describe(error: BaseException) -> str:
     """``"TypeName: first line of the message"``, or the type name alone for an empty one."""
     lines = str(error).splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)

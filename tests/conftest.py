@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prune_gym.bench import runner as bench_runner
+from prune_gym.tasks import task as task_module
 
 # Two threads on a two-core machine shared with other processes make small models
 # many times slower (threads wait on each other); one thread gives the same numbers.
@@ -53,3 +54,14 @@ def shared_tmp():
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder)
+
+
+@pytest.fixture
+def trainings(monkeypatch) -> list[int]:
+    """Counts the calls of ``train_dense`` made by ``Task.pretrained_model``."""
+    calls: list[int] = []
+    original = task_module.train_dense
+    monkeypatch.setattr(
+        task_module, "train_dense", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    return calls

@@ -21,17 +21,6 @@ from prune_gym.tasks import Split, Task, TrainRecipe
 from prune_gym.tasks import task as task_module
 
 
-@pytest.fixture
-def trainings(monkeypatch) -> list[int]:
-    """Counts the calls of ``train_dense`` made by ``Task.pretrained_model``."""
-    calls: list[int] = []
-    original = task_module.train_dense
-    monkeypatch.setattr(
-        task_module, "train_dense", lambda *a, **k: calls.append(1) or original(*a, **k)
-    )
-    return calls
-
-
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> tuple[dict[str, bytes], dict[str, torch.Tensor]]:
     """The blobs task's cache files (name -> bytes) and its trained state dict."""

@@ -16,19 +16,6 @@ import torch
 from fs_helpers import read_only
 from toy_tasks import blobs_task
 
-from prune_gym.tasks import task as task_module
-
-
-@pytest.fixture
-def trainings(monkeypatch) -> list[int]:
-    """Counts the calls of ``train_dense`` made by ``Task.pretrained_model``."""
-    calls: list[int] = []
-    original = task_module.train_dense
-    monkeypatch.setattr(
-        task_module, "train_dense", lambda *a, **k: calls.append(1) or original(*a, **k)
-    )
-    return calls
-
 
 def contents(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

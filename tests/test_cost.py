@@ -24,14 +24,19 @@ MODELS = {
 }
 
 
+def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> float:
+    """MACs per sample of ``model(x)`` by ``torch.utils.flop_counter`` (FLOPs / 2)."""
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 2 / x.shape[0]
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_dense_macs_agree_with_flop_counter(name):
     factory, shape = MODELS[name]
     model = factory().eval()
     x = torch.randn(2, *shape)
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    reference = counter.get_total_flops() / 2 / x.shape[0]
+    reference = flop_counter_macs(model, x)
     costs = count_costs(model, x)
     assert costs["macs_dense"] == pytest.approx(reference, rel=0.01)
     assert costs["params_dense"] == sum(m.weight.numel() for _, m in prunable_layers(model))
@@ -89,9 +94,7 @@ class DataDependentLoop(nn.Module):
 def test_a_layer_applied_several_times_costs_every_call(factory, shape, calls):
     model = factory().eval()
     x = torch.randn(2, *shape)
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    reference = counter.get_total_flops() / 2 / x.shape[0]
+    reference = flop_counter_macs(model, x)
     cost_model = CostModel(model, x)
     assert cost_model.macs_dense == pytest.approx(reference)
     by_name = {layer.name: layer for layer in cost_model.layers}

@@ -31,6 +31,7 @@ LAGRANGE_KEYS = ("lagrange_update", "lagrange_lr", "cost_window")
 #: fine-tuning per unit of cost (``benchmarks/reward_fidelity.py``); GlobalRatio acts
 #: by density logits around the best fixed policy's allocation (``reference="best"``).
 #: ``max_ratio`` 1.0 is ``prune-gym bench``'s, so the fixed policies score the same there.
+#: An env gets its family's (``family_env_id``), less those it does not take.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "prune_gym/GlobalRatio-v0": {
         "action": "logits",
@@ -53,8 +54,9 @@ class RunConfig:
     """Everything that defines a training run (``run.json``).
 
     :param env: the env id the agent trains on (Panning-v0 for ``agent="panning"``): a
-        prune-gym env or one registered under another id for a prune-gym env class (or a
-        subclass), which gets the defaults and hyperparameters of that family.
+        prune-gym env, or one registered under another id for any ``PruningEnv`` subclass,
+        which gets the defaults and hyperparameters of its class's ``FAMILY_ID``
+        (GlobalRatio-v0's for a family deriving from ``PruningEnv`` alone).
     :param task: task name.
     :param budget: resource -> limit; for Panning, ``{"params": 1 - target}``.
     :param agent: ``ppo-lag`` (PPO-Lagrangian), ``ppo`` (PPO on ``LagrangianReward`` at
@@ -107,14 +109,15 @@ class RunConfig:
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs may not hold {key!r}: it is its own field")
         accepted = env_settings_names(self.env)
-        unknown = sorted(set(self.env_kwargs) - accepted) if accepted is not None else []
+        unknown = sorted(set(self.env_kwargs) - accepted)
         if unknown:
             hints = "".join(did_you_mean(name, accepted) for name in unknown)
             raise ValueError(
                 f"{self.env} does not take the setting(s) {unknown}; it takes "
                 f"{sorted(accepted - {'task', 'budget'})}.{hints}"
             )
-        self.env_kwargs = ENV_DEFAULTS.get(family, {}) | dict(self.env_kwargs)
+        defaults = {k: v for k, v in ENV_DEFAULTS.get(family, {}).items() if k in accepted}
+        self.env_kwargs = defaults | dict(self.env_kwargs)
 
     @property
     def algorithm(self) -> str:

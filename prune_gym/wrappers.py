@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from prune_gym.checks import check_number
-from prune_gym.envs.allocations import scaled_toward_max
-from prune_gym.envs.global_ratio import GlobalRatioEnv
-from prune_gym.envs.layer_ratio import LayerRatioEnv
-from prune_gym.envs.metric_mix import MetricMixEnv
-from prune_gym.envs.panning import PanningEnv
+from prune_gym.envs.base import PruningEnv
 
 
 class BudgetProjection(gym.ActionWrapper):
     """Project every action so that the final network always meets the budget (AMC-style).
 
-    LayerRatio: each ratio is raised to the least that still lets the budget be met if
-    every later layer prunes at ``max_ratio``. GlobalRatio and MetricMix's joint mode:
-    ratios move towards ``max_ratio`` by the smallest common fraction that meets the
-    budget (found by bisection on the exact costs). Envs whose actions always meet the
-    budget (``prunes_to_budget``: MetricMix's global mode, Panning, GlobalRatio's
+    The env says how (``PruningEnv.project_to_budget``). LayerRatio: each ratio is raised
+    to the least that still lets the budget be met if every later layer prunes at
+    ``max_ratio``. GlobalRatio and MetricMix's joint mode: ratios move towards
+    ``max_ratio`` by the smallest common fraction that meets the budget (found by
+    bisection on the exact costs). Envs whose actions always meet the budget
+    (``prunes_to_budget``: MetricMix's global mode, Panning, GlobalRatio's
     ``action="logits"``) pass unchanged. Every budget an env accepts is reachable (envs
     refuse the others when made), so a projection always exists.
     """
@@ -31,56 +27,13 @@ class BudgetProjection(gym.ActionWrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         base = env.unwrapped
-        if not isinstance(base, (LayerRatioEnv, GlobalRatioEnv, MetricMixEnv, PanningEnv)):
+        if not isinstance(base, PruningEnv):
             raise TypeError(f"BudgetProjection wraps prune-gym envs, not {type(base).__name__}")
         self.base = base
 
-    def meets_budget(self, ratios: np.ndarray) -> bool:
-        """Whether per-layer ``ratios`` meet the budget on the exact cost model.
-
-        The ratios are first sent through a float32 action and back, exactly as the env
-        will see them, so rounding cannot tip a boundary case over the budget.
-        """
-        base = self.base
-        return base.meets_budget(base.action_to_ratios(base.ratios_to_action(ratios)))
-
     def action(self, action: Any) -> np.ndarray:
         """The projected action (same shape, float32)."""
-        base = self.base
-        action = base.check_action(action)
-        if base.prunes_to_budget:
-            return action.astype(np.float32)
-        if isinstance(base, LayerRatioEnv):
-            return self._project_layer(action)
-        if isinstance(base, GlobalRatioEnv):
-            return base.ratios_to_action(self.scale_up(base.action_to_ratios(action)))
-        if isinstance(base, MetricMixEnv) and base.mode == "joint":
-            ratios = self.scale_up(base.action_to_ratios(action[: base.num_layers]))
-            return np.concatenate([base.ratios_to_action(ratios), action[base.num_layers :]])
-        return action.astype(np.float32)
-
-    def _project_layer(self, action: np.ndarray) -> np.ndarray:
-        """Raise this layer's ratio to what the budget needs, given what later layers can do."""
-        base: LayerRatioEnv = self.base
-        t = base.step_index
-        ratio = float(base.action_to_ratios(action)[0])
-        kept = base.kept_so_far()
-        shares = {"flops": base.macs_share, "params": base.params_share}
-        for resource, limit in self.base.proxy_limits().items():
-            share = shares[resource]
-            later_floor = share[t + 1 :].sum() * (1.0 - base.max_ratio)
-            if share[t] > 0:
-                needed = 1.0 - (limit - kept[resource] - later_floor) / share[t]
-                ratio = max(ratio, needed)
-        ratio = min(ratio, base.max_ratio)
-        units = base.context.builder().unit_count(base.layer_names[t])
-        # round up to whole weights/channels, with a margin that survives float32 actions
-        ratio = min((math.ceil(ratio * units - 1e-9) + 0.25) / units, base.max_ratio)
-        return base.ratios_to_action(np.array([ratio]))
-
-    def scale_up(self, ratios: np.ndarray) -> np.ndarray:
-        """``ratios + f * (max_ratio - ratios)`` with the least f in [0, 1] meeting the budget."""
-        return scaled_toward_max(self.base, ratios, self.meets_budget)
+        return self.base.project_to_budget(action)
 
 
 class CostMonitor(gym.Wrapper):

@@ -1,10 +1,12 @@
 """Classical one-shot pruning methods as fixed policies with SB3's ``predict`` interface.
 
 Each policy is bound to one environment and answers every observation with the action
-its method implies on that env's budget: ratio envs get the per-layer ratios the method
-allocates, MetricMix gets a one-hot metric mix, Panning gets the method's mix at every
-iteration. Ratio actions go through ``BudgetProjection``, so every policy meets the budget
-(it only ever raises ratios that rounding left a weight short).
+its method implies on that env's budget. The env says which policies it supports and
+which action acts an allocation or a metric mix (``PruningEnv.fixed_policies``,
+``allocation_action``, ``mix_action``): ratio envs get the per-layer ratios the method
+allocates, MetricMix's global mode a one-hot metric mix, Panning the method's mix at
+every iteration. Ratio actions go through ``BudgetProjection``, so every policy meets the
+budget (it only ever raises ratios that rounding left a weight short).
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from prune_gym.envs import GlobalRatioEnv, LayerRatioEnv, MetricMixEnv, PanningEnv, PruningEnv
+from prune_gym.envs import PruningEnv
 from prune_gym.envs.allocations import erk_ratios, global_ratios, uniform_ratios
+from prune_gym.envs.metric_mix import one_hot
+from prune_gym.envs.policy_names import (
+    GLOBAL_METRIC,
+    PANNING_METHODS,
+    RANDOM,
+    RANDOM_WEIGHTS,
+    RATIO_METHODS,
+)
 from prune_gym.wrappers import BudgetProjection
 
 #: the Panning paper's hand-set stages: (pruned fraction up to, [synflow, snip, grasp]).
@@ -26,25 +36,6 @@ PANNING_STAGES = (
     (0.99, (0.4, 0.2, 0.4)),
     (1.00, (0.5, 0.0, 0.5)),
 )
-RATIO_METHODS = (
-    "uniform",
-    "layer-magnitude",
-    "erk",
-    "global-magnitude",
-    "snip",
-    "grasp",
-    "synflow",
-)
-GLOBAL_METRIC = {
-    "global-magnitude": "magnitude",
-    "snip": "snip",
-    "grasp": "grasp",
-    "synflow": "synflow",
-}
-PANNING_METHODS = ("iterative-snip", "iterative-grasp", "iterative-synflow", "panning-handset")
-#: a truly random baseline: random scores, one global threshold (random weights anywhere),
-#: beside ``random`` (random per-layer ratios, magnitude inside each layer).
-RANDOM_WEIGHTS = "random-weights"
 #: settings a fixed policy needs its env made with: ``random-weights`` needs the env to
 #: rank the weights inside each layer by random scores too.
 POLICY_ENV_SETTINGS: dict[str, dict[str, str]] = {RANDOM_WEIGHTS: {"rank_by": "random"}}
@@ -87,29 +78,27 @@ class FixedPolicy:
 
 
 class RatioPolicy(FixedPolicy):
-    """Per-layer ratios fixed up front (plus a metric mix in MetricMix's joint mode)."""
+    """Per-layer ratios fixed up front, acted by the env's ``allocation_action``.
+
+    ``metric`` ranks the weights inside each layer where the env's action chooses the
+    ranking (MetricMix's joint mode; None: every metric alike).
+    """
 
     def __init__(
-        self, env: gym.Env, name: str, ratios: np.ndarray, mix: np.ndarray | None, seed: int = 0
+        self, env: gym.Env, name: str, ratios: np.ndarray, metric: str | None, seed: int = 0
     ) -> None:
         super().__init__(env, seed)
         self.name = name
         self.ratios = np.asarray(ratios, dtype=np.float64)
-        self.mix = mix
+        self.metric = metric
         self.projection = BudgetProjection(self.env)
 
     def act(self, observation: np.ndarray) -> np.ndarray:
-        env = self.env
-        if isinstance(env, LayerRatioEnv):
-            step = min(env.step_index, env.num_layers - 1)
-            return self.projection.action(env.ratios_to_action(self.ratios[step : step + 1]))
-        if isinstance(env, MetricMixEnv):
-            return self.projection.action(env.weights_to_action(self.mix, ratios=self.ratios))
-        return self.projection.action(env.ratios_to_action(self.ratios))
+        return self.projection.action(self.env.allocation_action(self.ratios, self.metric))
 
 
 class MixPolicy(FixedPolicy):
-    """MetricMix (global mode) and Panning: the same metric weights at every step."""
+    """The same metric weights at every step (the env's ``mix_action``)."""
 
     def __init__(self, env: gym.Env, name: str, mix: np.ndarray, seed: int = 0) -> None:
         super().__init__(env, seed)
@@ -117,7 +106,7 @@ class MixPolicy(FixedPolicy):
         self.mix = mix
 
     def act(self, observation: np.ndarray) -> np.ndarray:
-        return self.env.weights_to_action(self.mix)
+        return self.env.mix_action(self.mix)
 
 
 class RandomPolicy(FixedPolicy):
@@ -135,30 +124,26 @@ class RandomPolicy(FixedPolicy):
 
 
 class PanningHandsetPolicy(FixedPolicy):
-    """The Panning paper's staged [SynFlow, SNIP, GraSP] weights, by the fraction pruned so far."""
+    """The Panning paper's staged [SynFlow, SNIP, GraSP] weights, by the fraction pruned so far.
+
+    It reads the ``target_sparsity`` and ``progress`` features of the env's observation.
+    """
 
     name = "panning-handset"
 
     def act(self, observation: np.ndarray) -> np.ndarray:
-        env: PanningEnv = self.env
+        env = self.env
         names = list(env.feature_names)
         target = float(observation[names.index("target_sparsity")])
         progress = float(observation[names.index("progress")])
         pruned = 1.0 - (1.0 - target) ** progress  # scheduled sparsity before this step
         weights = next(w for limit, w in PANNING_STAGES if pruned < limit or limit == 1.0)
         by_metric = dict(zip(("synflow", "snip", "grasp"), weights, strict=True))
-        return env.weights_to_action([by_metric[m] for m in env.metrics])
-
-
-def one_hot(env: PruningEnv, metric: str) -> np.ndarray:
-    """Mix weights with all weight on ``metric`` (which the env must offer)."""
-    if metric not in env.metrics:
-        raise ValueError(f"metric {metric!r} is not among this env's metrics {env.metrics}")
-    return np.array([float(m == metric) for m in env.metrics])
+        return env.mix_action([by_metric[m] for m in env.metrics])
 
 
 def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:
-    """A ratio-allocating method on LayerRatio, GlobalRatio or MetricMix's joint mode."""
+    """A ratio-allocating method, acted through the env's ``allocation_action``."""
     if name in GLOBAL_METRIC:
         metric = GLOBAL_METRIC[name]
         ratios, mix_metric = global_ratios(env, metric), metric
@@ -167,10 +152,7 @@ def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:
     else:
         ratios = uniform_ratios(env)
         mix_metric = "magnitude" if name == "layer-magnitude" else None
-    mix = None
-    if isinstance(env, MetricMixEnv):
-        mix = one_hot(env, mix_metric) if mix_metric else np.full(len(env.metrics), 1.0)
-    return RatioPolicy(env, name, ratios, mix, seed)
+    return RatioPolicy(env, name, ratios, mix_metric, seed)
 
 
 def policy_env_settings(name: str) -> dict[str, str]:
@@ -179,17 +161,15 @@ def policy_env_settings(name: str) -> dict[str, str]:
 
 
 def supported_policies(env: gym.Env) -> tuple[str, ...]:
-    """The policy names ``make_policy`` accepts for this env (given ``policy_env_settings``)."""
+    """The policy names ``make_policy`` accepts for this env (given ``policy_env_settings``).
+
+    The env's answer (``PruningEnv.fixed_policies``); ``TypeError`` for an env that is
+    not a prune-gym env.
+    """
     base = env.unwrapped
-    if isinstance(base, PanningEnv):
-        return ("random", *PANNING_METHODS)
-    if isinstance(base, MetricMixEnv) and base.mode == "global":
-        return ("random", *GLOBAL_METRIC)
-    if isinstance(base, MetricMixEnv):
-        return ("random", *RATIO_METHODS)
-    if isinstance(base, (LayerRatioEnv, GlobalRatioEnv)):
-        return ("random", RANDOM_WEIGHTS, *RATIO_METHODS)
-    raise TypeError(f"no fixed policies for {type(base).__name__}; expected a prune-gym env")
+    if not isinstance(base, PruningEnv):
+        raise TypeError(f"no fixed policies for {type(base).__name__}; expected a prune-gym env")
+    return base.fixed_policies()
 
 
 def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
@@ -202,23 +182,23 @@ def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
         )
     base: PruningEnv = env.unwrapped
     needed = policy_env_settings(name)
-    if needed.get("rank_by", base.context.rank_by) != base.context.rank_by:
+    if needed.get("rank_by", base.settings.rank_by) != base.settings.rank_by:
         raise ValueError(
             f"policy {name!r} needs an env made with {needed} (see policy_env_settings); "
-            f"this one ranks weights by {base.context.rank_by!r}"
+            f"this one ranks weights by {base.settings.rank_by!r}"
         )
-    if name == "random":
+    if name == RANDOM:
         return RandomPolicy(env, seed)
     if name == RANDOM_WEIGHTS:
         return RatioPolicy(env, name, global_ratios(base, "random"), None, seed)
     if name == "panning-handset":
         return PanningHandsetPolicy(env, seed)
     if name.startswith("iterative-"):
-        return MixPolicy(env, name, one_hot(base, name.removeprefix("iterative-")), seed)
-    if isinstance(base, MetricMixEnv) and base.mode == "global":
-        return MixPolicy(env, name, one_hot(base, GLOBAL_METRIC[name]), seed)
+        return MixPolicy(env, name, one_hot(base.metrics, name.removeprefix("iterative-")), seed)
+    if name in GLOBAL_METRIC and not base.acts_by_ratios:  # one threshold: the metric's mix
+        return MixPolicy(env, name, one_hot(base.metrics, GLOBAL_METRIC[name]), seed)
     return _ratio_policy(base, name, seed)
 
 
 #: every policy name, for listings.
-ALL_POLICIES: tuple[str, ...] = ("random", RANDOM_WEIGHTS, *RATIO_METHODS, *PANNING_METHODS)
+ALL_POLICIES: tuple[str, ...] = (RANDOM, RANDOM_WEIGHTS, *RATIO_METHODS, *PANNING_METHODS)

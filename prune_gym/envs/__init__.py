@@ -1,4 +1,4 @@
-"""The pruning environments (DESIGN §5), one module per family."""
+"""The pruning environments (see docs/design.md, Environments), one module per family."""
 
 import importlib
 import inspect
@@ -9,10 +9,11 @@ from gymnasium.envs.registration import load_env_creator
 
 from prune_gym.checks import did_you_mean
 from prune_gym.envs.base import PruningEnv
-from prune_gym.envs.global_ratio import GlobalRatioEnv
+from prune_gym.envs.global_ratio import GlobalRatioEnv, GlobalRatioSettings
 from prune_gym.envs.layer_ratio import LayerRatioEnv
-from prune_gym.envs.metric_mix import MetricMixEnv
-from prune_gym.envs.panning import PanningEnv
+from prune_gym.envs.metric_mix import MetricMixEnv, MetricMixSettings
+from prune_gym.envs.panning import PanningEnv, PanningSettings
+from prune_gym.envs.settings import PruningSettings, doc
 
 #: registered id -> entry point, registered at ``import prune_gym``.
 ENV_IDS = {
@@ -51,51 +52,56 @@ def env_creator(env_id: str) -> Callable[..., gym.Env]:
     return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
 
 
-def env_settings_names(env_id: str) -> set[str] | None:
-    """The keyword arguments ``gymnasium.make(env_id, ...)`` accepts, or None for any.
+def prune_gym_env_class(env_id: str) -> type[PruningEnv]:
+    """The ``PruningEnv`` subclass ``env_id`` makes; ``ValueError`` if it makes another env."""
+    env_class = env_creator(env_id)
+    if not (isinstance(env_class, type) and issubclass(env_class, PruningEnv)):
+        raise ValueError(
+            f"env id {env_id!r} makes {getattr(env_class, '__name__', env_class)!r}, which is "
+            f"not a prune-gym env; agents train on {list(ENV_IDS)} or other PruningEnv "
+            "subclasses"
+        )
+    return env_class
 
-    The env's own, through every ``__init__`` its ``**kwargs`` pass on to, and
-    ``gymnasium.make``'s (``max_episode_steps``, ...).
+
+def env_settings_names(env_id: str) -> set[str]:
+    """The keyword arguments ``gymnasium.make(env_id, ...)`` accepts (a prune-gym env's).
+
+    The fields of the env's settings class (``SETTINGS``) and ``gymnasium.make``'s own
+    (``max_episode_steps``, ...).
     """
-    creator = env_creator(env_id)
     names = set(inspect.signature(gym.make).parameters) - {"id", "kwargs"}
-    functions = (
-        [cls.__init__ for cls in creator.__mro__] if isinstance(creator, type) else [creator]
-    )
-    for function in functions:
-        parameters = inspect.signature(function).parameters.values()
-        names |= {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return names - {"self"}
-    return None
+    return names | set(prune_gym_env_class(env_id).SETTINGS.names())
 
 
 def family_env_id(env_id: str) -> str:
-    """The prune-gym env id whose class ``env_id``'s env is or derives from.
+    """The registered env id whose agent defaults and hyperparameters ``env_id`` trains with.
 
-    A user may register their own id for a prune-gym env (or a subclass of one); agents
-    look up defaults and hyperparameters by family, so such an env trains like its
-    family's. ``ValueError`` if the env is not a prune-gym env.
+    The env class's ``FAMILY_ID``: a prune-gym family's own id, inherited by its
+    subclasses; a family deriving from ``PruningEnv`` alone gets GlobalRatio-v0's unless
+    it sets ``FAMILY_ID``. ``ValueError`` if the env is not a prune-gym env.
     """
-    env_class = env_creator(env_id)
-    for family, family_entry in ENV_IDS.items():
-        if isinstance(env_class, type) and issubclass(env_class, load_env_creator(family_entry)):
-            return family
-    raise ValueError(
-        f"env id {env_id!r} makes {getattr(env_class, '__name__', env_class)!r}, which is not "
-        f"a prune-gym env; agents train on {list(ENV_IDS)} or envs derived from them"
-    )
+    family = prune_gym_env_class(env_id).FAMILY_ID
+    if family not in ENV_IDS:
+        raise ValueError(f"env id {env_id!r}: FAMILY_ID={family!r} is not one of {list(ENV_IDS)}")
+    return family
 
 
 __all__ = [
     "ENV_IDS",
     "GlobalRatioEnv",
+    "GlobalRatioSettings",
     "LayerRatioEnv",
     "MetricMixEnv",
+    "MetricMixSettings",
     "PanningEnv",
+    "PanningSettings",
     "PruningEnv",
+    "PruningSettings",
     "check_env_id",
+    "doc",
     "env_creator",
     "env_settings_names",
     "family_env_id",
+    "prune_gym_env_class",
 ]

@@ -1,20 +1,25 @@
 """The base class of the pruning environments: settings, budgets, costs, episode-end info.
 
-Subclasses decide what an action means; this class validates settings and actions, maps
-actions in [-1, 1] to pruning ratios, prices masks against the budget, and assembles the
-``info`` dict of DESIGN §5, so every environment reports costs the same way.
+Subclasses decide what an action means; this class validates actions, maps actions in
+[-1, 1] to pruning ratios, prices masks against the budget, and assembles the ``info``
+dict (see docs/design.md, Environments), so every environment reports costs the same way.
+It also answers, through overridable hooks, what fixed policies and wrappers ask of an
+env: which fixed policies it supports (``fixed_policies``), the action that acts an
+allocation or a metric mix (``allocation_action``, ``mix_action``) and how an action is
+projected onto the budget (``project_to_budget``).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
-from prune_gym.checks import check_fraction, check_int, check_unique
-from prune_gym.envs.allocations import least_feasible
+from prune_gym.envs.allocations import least_feasible, scaled_toward_max
 from prune_gym.envs.context import PruningContext, get_context, release_context
 from prune_gym.envs.observations import (
     BUDGET_FEATURES,
@@ -24,28 +29,18 @@ from prune_gym.envs.observations import (
     metric_table,
     static_table,
 )
+from prune_gym.envs.policy_names import RANDOM, RANDOM_WEIGHTS, RATIO_METHODS
+from prune_gym.envs.settings import PruningSettings, settings_table
 from prune_gym.pruning import Budget, MaskBuilder, MaskSet
 from prune_gym.pruning.cost import TOLERANCE
-from prune_gym.pruning.masks import check_structure
-from prune_gym.tasks import Task
-
-DEFAULT_METRICS = ("magnitude", "snip", "grasp", "synflow")
-DEFAULT_BUDGET = {"flops": 0.5}
 
 
 class PruningEnv(gym.Env):
-    """Common settings and bookkeeping of every prune-gym environment (DESIGN §5).
+    """Common settings and bookkeeping of every prune-gym environment.
 
-    Keyword arguments: ``task`` (registered name or ``Task``), ``budget`` (resource ->
-    fraction of the dense value in (0, 1]), ``structure`` (``"unstructured"`` or
-    ``"channel"``), ``metrics`` (score names used in observations or mixes, each once),
-    ``reward``, ``reward_samples`` (fixed validation samples scored for the reward;
-    default the whole validation split up to 1000), ``finetune_steps`` (before the
-    reward), ``min_ratio``/``max_ratio`` (range the actions map to; default max 0.99, or
-    0.9 with channels), ``rank_by`` (metric ranking weights inside a layer), ``device``
-    (``"cpu"`` or one this machine has, e.g. ``"cuda"`` with a GPU) and ``render_mode``
-    (None, ``"ansi"`` or ``"rgb_array"``). Every setting is checked when the env is
-    made, before the model is built where the check allows.
+    (See docs/design.md, Environments.) Every setting (the Arguments below, the fields of
+    ``SETTINGS``) is checked when the env is made, before the model is built where the
+    check allows; ``env.settings`` holds them, checked, and is all that pickling ships.
 
     A latency budget is measured on the exported channel-pruned model, which cannot
     have a layer without channels: where actions set per-layer ratios, ``max_ratio``
@@ -54,14 +49,42 @@ class PruningEnv(gym.Env):
     ``step`` takes a real-valued numeric array of the action space's shape (a string,
     bool or complex array is a ``TypeError``) and, once it has returned
     ``terminated=True``, raises ``RuntimeError`` until ``reset()`` starts a new episode.
-    Subclasses implement one step in ``_act``.
+
+    A family subclasses this class: its settings are a ``PruningSettings`` subclass named
+    by ``SETTINGS``, its setup is ``_setup`` (called with the checked settings when the env
+    is made and when it is unpickled; never define ``__init__``), one step is ``_act``.
+    The defaults of the hooks fit a one-step env whose action is every layer's ratio
+    (``action_to_ratios``); a family that acts otherwise overrides them.
     """
 
+    #: the settings dataclass of this family (its fields are the env's keyword arguments).
+    SETTINGS: ClassVar[type[PruningSettings]] = PruningSettings
+    #: the registered env id whose agent defaults and hyperparameters (``prune-gym
+    #: train``) envs of this class get; a family deriving from ``PruningEnv`` alone trains
+    #: like GlobalRatio-v0, whose one-step per-layer ratio actions the default hooks fit.
+    FAMILY_ID: ClassVar[str] = "prune_gym/GlobalRatio-v0"
     #: the render modes and fps, served as ``metadata``.
     RENDER_METADATA: ClassVar[dict[str, Any]] = {
-        "render_modes": ["ansi", "rgb_array"],
+        "render_modes": list(PruningSettings.RENDER_MODES),
         "render_fps": 1,
     }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check a family's declaration and add its Arguments table to its docstring."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} defines __init__, which unpickling (SubprocVecEnv) never "
+                "calls: declare its settings as fields of a PruningSettings subclass named by "
+                f"{cls.__name__}.SETTINGS, and set the env up in _setup(settings)"
+            )
+        parents = [base for base in cls.__bases__ if issubclass(base, PruningEnv)]
+        if not all(issubclass(cls.SETTINGS, parent.SETTINGS) for parent in parents):
+            raise TypeError(
+                f"{cls.__name__}.SETTINGS={cls.SETTINGS.__name__} must derive from its parent "
+                f"env's {[parent.SETTINGS.__name__ for parent in parents]}"
+            )
+        cls.__doc__ = document_settings(cls)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -74,58 +97,33 @@ class PruningEnv(gym.Env):
         """
         return self.RENDER_METADATA
 
-    #: ``accuracy`` on the reward samples, or ``loss``: minus their mean cross-entropy,
-    #: which ranks allocations at high sparsity far better (``benchmarks/reward_fidelity.py``).
-    REWARDS: ClassVar[tuple[str, ...]] = ("accuracy", "loss")
-
-    def __init__(
-        self,
-        task: str | Task = "digits-mlp",
-        budget: dict[str, float] | None = None,
-        structure: str = "unstructured",
-        metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
-        reward: str = "accuracy",
-        reward_samples: int | None = None,
-        finetune_steps: int = 0,
-        min_ratio: float = 0.0,
-        max_ratio: float | None = None,
-        rank_by: str = "magnitude",
-        device: str = "cpu",
-        render_mode: str | None = None,
-        *,
-        weights: str = "pretrained",
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
         super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode={render_mode!r} is not supported; expected None or one of "
-                f"{self.metadata['render_modes']}"
-            )
-        self.render_mode = render_mode
-        self._settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        self.structure = check_structure(structure)
-        self.budget = Budget(DEFAULT_BUDGET if budget is None else budget)
-        if "latency" in self.budget.limits and structure != "channel":
-            raise ValueError(
-                "a latency budget is measured on the exported model, so it needs "
-                f'structure="channel"; got structure={structure!r}'
-            )
-        if reward not in self.REWARDS:
-            raise ValueError(f"reward={reward!r} is not supported here; expected {self.REWARDS}")
-        finetune_steps = check_int(finetune_steps, "finetune_steps", low=0)
-        if isinstance(metrics, str):
-            raise TypeError(f"metrics must be a list of metric names, not the string {metrics!r}")
-        self.reward_kind = reward
-        self.finetune_steps = finetune_steps
-        self.min_ratio = check_fraction(min_ratio, "min_ratio")
-        default_max = 0.9 if structure == "channel" else 0.99
-        max_ratio = default_max if max_ratio is None else max_ratio
-        self.max_ratio = check_fraction(max_ratio, "max_ratio")
-        if self.min_ratio > self.max_ratio:
-            raise ValueError(f"min_ratio={min_ratio} exceeds max_ratio={self.max_ratio}")
-        self.metrics = check_unique(metrics, "metrics")
+        self.SETTINGS.check_names(settings, type(self).__name__)
+        self._setup(self.SETTINGS(**settings))
+
+    def _setup(self, settings: PruningSettings) -> None:
+        """Set the env up from its checked settings (subclasses extend it, this one first).
+
+        Overridable methods called from here may read ``self.settings`` and nothing a
+        subclass sets up after this method returns.
+        """
+        self.settings = settings
+        self.render_mode = settings.render_mode
+        self.structure = settings.structure
+        self.budget: Budget = self.initial_budget()
+        self.reward_kind = settings.reward
+        self.finetune_steps = settings.finetune_steps
+        self.min_ratio, self.max_ratio = settings.min_ratio, settings.max_ratio
+        self.metrics = settings.metrics
         self.context = get_context(
-            task, structure, self.metrics, rank_by, reward_samples, device, weights
+            settings.task,
+            settings.structure,
+            settings.metrics,
+            settings.rank_by,
+            settings.reward_samples,
+            settings.device,
+            settings.weights,
         )
         self.layer_names = self.context.layer_names
         self.num_layers = len(self.layer_names)
@@ -137,12 +135,16 @@ class PruningEnv(gym.Env):
         self._check_budget_reachable()
         self._check_latency_measurable()
 
+    def initial_budget(self) -> Budget:
+        """The budget the env starts with: the ``budget`` setting."""
+        return self.settings.budget
+
     # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
     def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self._settings}
+        return {"settings": self.settings}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state["settings"])
+        self._setup(state["settings"])
 
     # the shared per-task state -----------------------------------------------------------
     @property
@@ -163,10 +165,56 @@ class PruningEnv(gym.Env):
             self._context = None
         super().close()
 
+    # what fixed policies and wrappers ask of an env ---------------------------------------
     @property
     def prunes_to_budget(self) -> bool:
         """Whether every action meets the budget by construction (no projection needed)."""
         return False
+
+    def fixed_policies(self) -> tuple[str, ...]:
+        """The fixed policies (``prune_gym.baselines``) that can act on this env.
+
+        Default: random actions and every per-layer allocation (``allocation_action``).
+        """
+        return (RANDOM, RANDOM_WEIGHTS, *RATIO_METHODS)
+
+    def allocation_action(self, ratios: Sequence[float], metric: str | None = None) -> np.ndarray:
+        """The action that prunes every layer to its ratio in ``ratios`` (over ``layer_names``).
+
+        ``metric`` ranks the weights inside each layer where the action chooses the
+        ranking (None: every metric alike); the default ranks by ``rank_by`` and ignores it.
+        """
+        return self.ratios_to_action(ratios)
+
+    def mix_action(self, weights: Sequence[float]) -> np.ndarray:
+        """The action that ranks weights by the mix ``weights`` of ``metrics``.
+
+        ``TypeError`` here: the default action is per-layer ratios, not a mix.
+        """
+        raise TypeError(f"{type(self).__name__}'s actions are per-layer ratios, not metric mixes")
+
+    def project_to_budget(self, action: Any) -> np.ndarray:
+        """``action`` (checked, float32) changed as little as needed to meet the budget.
+
+        Default: passed unchanged where ``prunes_to_budget``; otherwise its ratios move
+        towards ``max_ratio`` by the smallest common fraction that meets the budget.
+        """
+        action = self.check_action(action)
+        if self.prunes_to_budget:
+            return action.astype(np.float32)
+        return self.ratios_to_action(self.scaled_to_budget(self.action_to_ratios(action)))
+
+    def scaled_to_budget(self, ratios: np.ndarray) -> np.ndarray:
+        """``ratios + f * (max_ratio - ratios)`` with the least f in [0, 1] meeting the budget.
+
+        Each candidate is sent through a float32 action and back, exactly as a step will
+        see it, so rounding cannot tip a boundary case over the budget.
+        """
+
+        def meets_as_action(candidate: np.ndarray) -> bool:
+            return self.meets_budget(self.action_to_ratios(self.ratios_to_action(candidate)))
+
+        return scaled_toward_max(self, ratios, meets_as_action)
 
     # budget reachability -----------------------------------------------------------------
     def tightest_masks(self) -> MaskSet:
@@ -346,7 +394,7 @@ class PruningEnv(gym.Env):
         return builder.global_threshold(sparsity)
 
     def episode_info(self, masks: MaskSet, evaluation: dict[str, float]) -> dict[str, Any]:
-        """The episode-end entries of ``info`` (DESIGN §5)."""
+        """The episode-end entries of ``info`` (see docs/design.md, Environments)."""
         used = self.used_fractions(masks)
         info: dict[str, Any] = {
             "accuracy": evaluation["accuracy"],
@@ -398,9 +446,9 @@ class PruningEnv(gym.Env):
     def reward_train_steps(cls, settings: dict[str, Any]) -> int:
         """Optimizer steps one episode's reward trains the pruned net, under env ``settings``.
 
-        ``finetune_steps`` here; subclasses that train otherwise say how.
+        ``settings`` are keyword arguments of the env (as a ``run.json`` holds them).
         """
-        return check_int(settings.get("finetune_steps", 0), "finetune_steps", low=0)
+        return cls.SETTINGS(**settings).reward_train_steps
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Seed the env's RNG and start an episode; subclasses return its first observation."""
@@ -436,3 +484,12 @@ class PruningEnv(gym.Env):
         if self.render_mode == "ansi":
             return ratios_text(ratios, self.last_info)
         return ratios_chart(ratios, self.last_info, title=type(self).__name__)
+
+
+def document_settings(env_class: type[PruningEnv]) -> str:
+    """``env_class``'s own docstring followed by its settings' Arguments table."""
+    own = inspect.cleandoc(env_class.__dict__.get("__doc__") or "")
+    return f"{own}\n\n## Arguments\n\n{settings_table(env_class.SETTINGS)}\n"
+
+
+PruningEnv.__doc__ = document_settings(PruningEnv)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -12,8 +14,44 @@ from gymnasium import spaces
 from prune_gym.checks import check_choice, check_fraction, check_number
 from prune_gym.envs.allocations import REFERENCES, reference_ratios, rescaled_to_budget
 from prune_gym.envs.base import PruningEnv
+from prune_gym.envs.settings import PruningSettings, doc
 
 ACTIONS = ("ratios", "logits")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalRatioSettings(PruningSettings):
+    """GlobalRatio-v0's settings: the common ones and what an action means."""
+
+    action: str = field(
+        default="ratios",
+        metadata=doc(
+            "`'ratios'`: each entry a layer's ratio; `'logits'`: density offsets from "
+            "`reference`, rescaled onto the budget"
+        ),
+    )
+    reference: str | Mapping[str, float] = field(
+        default="global",
+        metadata=doc(
+            "with logits, the allocation at offset 0: `'global'`, `'erk'`, `'uniform'` or a "
+            "mapping layer name -> ratio"
+        ),
+    )
+    density_factor: float = field(
+        default=4.0,
+        metadata=doc("with logits, a layer's density scales by `density_factor ** a`; > 1"),
+    )
+
+    def __post_init__(self) -> None:
+        check_choice(self.action, "action", ACTIONS)
+        if isinstance(self.reference, Mapping):
+            ratios = {n: check_fraction(r, f"reference[{n!r}]") for n, r in self.reference.items()}
+            self._set("reference", ratios)
+        else:
+            check_choice(self.reference, "reference", REFERENCES)
+        factor = check_number(self.density_factor, "density_factor", 1.0, low_open=True)
+        self._set("density_factor", factor)
+        super().__post_init__()
 
 
 class GlobalRatioEnv(PruningEnv):
@@ -41,55 +79,43 @@ class GlobalRatioEnv(PruningEnv):
     proxy is rescaled.
     """
 
-    def __init__(
-        self,
-        action: str = "ratios",
-        reference: str | Mapping[str, float] = "global",
-        density_factor: float = 4.0,
-        **kwargs: Any,
-    ) -> None:
-        self.action_kind = check_choice(action, "action", ACTIONS)
-        if not isinstance(reference, Mapping):
-            check_choice(reference, "reference", REFERENCES)
-        self.reference = reference
-        self.density_factor = check_number(density_factor, "density_factor", 1.0, low_open=True)
-        super().__init__(**kwargs)
-        self._settings |= {
-            "action": action,
-            "reference": reference,
-            "density_factor": density_factor,
-        }
+    SETTINGS = GlobalRatioSettings
+    FAMILY_ID = "prune_gym/GlobalRatio-v0"
+
+    def _setup(self, settings: GlobalRatioSettings) -> None:
+        super()._setup(settings)
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
         self.reference_densities = None
-        if self.action_kind == "logits":
+        if settings.action == "logits":
             ratios = self._reference_ratios()
             self.reference_densities = 1.0 - np.clip(ratios, self.min_ratio, self.max_ratio)
 
     def _reference_ratios(self) -> np.ndarray:
         """The reference allocation over ``layer_names``, named or given layer by layer."""
-        if not isinstance(self.reference, Mapping):
-            return reference_ratios(self, self.reference)
-        if set(self.reference) != set(self.layer_names):
+        reference = self.settings.reference
+        if not isinstance(reference, Mapping):
+            return reference_ratios(self, reference)
+        if set(reference) != set(self.layer_names):
             raise ValueError(
-                f"reference ratios name layers {sorted(self.reference)}; this env controls "
+                f"reference ratios name layers {sorted(reference)}; this env controls "
                 f"{self.layer_names}"
             )
-        ratios = [check_fraction(self.reference[n], f"reference[{n!r}]") for n in self.layer_names]
-        return np.array(ratios)
+        return np.array([reference[name] for name in self.layer_names])
 
     @property
     def prunes_to_budget(self) -> bool:
         """Density logits are rescaled onto the budget; plain ratios are not."""
-        return self.action_kind == "logits"
+        return self.settings.action == "logits"
 
     def action_to_ratios(self, action: Any) -> np.ndarray:
         """The per-layer ratios an action means (elementwise map, or logits rescaled)."""
-        if self.action_kind == "ratios":
+        if self.settings.action == "ratios":
             return super().action_to_ratios(action)
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        return rescaled_to_budget(self, self.reference_densities * self.density_factor**action)
+        factors = self.settings.density_factor**action
+        return rescaled_to_budget(self, self.reference_densities * factors)
 
     def ratios_to_action(self, ratios: Any) -> np.ndarray:
         """An action for ``ratios``; with logits, exact for ratios that meet the budget exactly.
@@ -97,12 +123,13 @@ class GlobalRatioEnv(PruningEnv):
         Logits are the log-densities relative to the reference (clipped to the action
         box), so an allocation with budget to spare is scaled up onto it.
         """
-        if self.action_kind == "ratios":
+        if self.settings.action == "ratios":
             return super().ratios_to_action(ratios)
         if isinstance(ratios, dict):
             ratios = [ratios[name] for name in self.layer_names]
         densities = np.maximum(1.0 - np.asarray(ratios, dtype=np.float64), 1e-12)
-        logits = np.log(densities / self.reference_densities) / math.log(self.density_factor)
+        logits = np.log(densities / self.reference_densities)
+        logits /= math.log(self.settings.density_factor)
         return np.clip(logits, -1.0, 1.0).astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

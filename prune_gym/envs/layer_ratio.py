@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -9,6 +11,7 @@ from gymnasium import spaces
 
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.observations import LAYER_DYNAMIC_FEATURES, budget_features
+from prune_gym.envs.settings import PruningSettings
 
 
 class LayerRatioEnv(PruningEnv):
@@ -24,8 +27,10 @@ class LayerRatioEnv(PruningEnv):
     sum equals the final used fraction.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    FAMILY_ID = "prune_gym/LayerRatio-v0"
+
+    def _setup(self, settings: PruningSettings) -> None:
+        super()._setup(settings)
         layers = self.context.layers
         cost_model = self.context.cost_model
         #: each layer's share of the dense MACs and params.
@@ -84,6 +89,30 @@ class LayerRatioEnv(PruningEnv):
     def current_layer(self) -> str:
         """Name of the layer the next action prunes."""
         return self.layer_names[min(self._step, self.num_layers - 1)]
+
+    def allocation_action(self, ratios: Sequence[float], metric: str | None = None) -> np.ndarray:
+        """The action that prunes the current layer to its ratio in ``ratios``."""
+        t = min(self._step, self.num_layers - 1)
+        return self.ratios_to_action(np.asarray(ratios, dtype=np.float64)[t : t + 1])
+
+    def project_to_budget(self, action: Any) -> np.ndarray:
+        """Raise this layer's ratio to the least that still lets the budget be met if every
+        later layer prunes at ``max_ratio``."""
+        t = self._step
+        ratio = float(self.action_to_ratios(self.check_action(action))[0])
+        kept = self.kept_so_far()
+        shares = {"flops": self.macs_share, "params": self.params_share}
+        for resource, limit in self.proxy_limits().items():
+            share = shares[resource]
+            later_floor = share[t + 1 :].sum() * (1.0 - self.max_ratio)
+            if share[t] > 0:
+                needed = 1.0 - (limit - kept[resource] - later_floor) / share[t]
+                ratio = max(ratio, needed)
+        ratio = min(ratio, self.max_ratio)
+        units = self.context.builder().unit_count(self.layer_names[t])
+        # round up to whole weights/channels, with a margin that survives float32 actions
+        ratio = min((math.ceil(ratio * units - 1e-9) + 0.25) / units, self.max_ratio)
+        return self.ratios_to_action(np.array([ratio]))
 
     def _act(self, action: np.ndarray):
         """Set the current layer's ratio; evaluate the pruned net after the last layer."""

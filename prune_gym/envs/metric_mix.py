@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,8 @@ from gymnasium import spaces
 
 from prune_gym.checks import check_choice
 from prune_gym.envs.base import PruningEnv
+from prune_gym.envs.policy_names import GLOBAL_METRIC, RANDOM, RATIO_METHODS
+from prune_gym.envs.settings import PruningSettings, doc
 from prune_gym.pruning import MaskSet, prunable_layers
 from prune_gym.pruning.allocate import (
     CACHE_CHUNK,
@@ -44,6 +48,13 @@ def mix_to_action(weights: Any) -> np.ndarray:
     return (2.0 * weights / weights.sum() - 1.0).astype(np.float32)
 
 
+def one_hot(metrics: Sequence[str], metric: str) -> np.ndarray:
+    """Mix weights over ``metrics`` with all weight on ``metric`` (which must be one of them)."""
+    if metric not in metrics:
+        raise ValueError(f"metric {metric!r} is not among this env's metrics {tuple(metrics)}")
+    return np.array([float(m == metric) for m in metrics])
+
+
 def mix_percentiles(
     percentiles: Mapping[str, torch.Tensor], weights: np.ndarray, out: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -67,6 +78,25 @@ def mix_percentiles(
     return out
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MetricMixSettings(PruningSettings):
+    """MetricMix-v0's settings: the common ones and what an action chooses."""
+
+    mode: str = field(
+        default="global",
+        metadata=doc(
+            "`'global'`: a metric mix, pruned to the budget by one threshold; `'joint'`: "
+            "per-layer ratios and the mix ranking weights inside each layer"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        check_choice(self.mode, "mode", MODES)
+        super().__post_init__()
+        if not self.metrics:
+            raise ValueError("MetricMix needs at least one metric to mix; got metrics=()")
+
+
 class MetricMixEnv(PruningEnv):
     """Choose how much each importance metric counts; the env ranks weights by the mix.
 
@@ -78,12 +108,11 @@ class MetricMixEnv(PruningEnv):
     Observation: the layer table flattened plus the budget features, as in GlobalRatio.
     """
 
-    def __init__(self, mode: str = "global", **kwargs: Any) -> None:
-        self.mode = check_choice(mode, "mode", MODES)  # read by the base class's budget check
-        super().__init__(**kwargs)
-        if not self.metrics:
-            raise ValueError("MetricMix needs at least one metric to mix; got metrics=()")
-        self._settings["mode"] = mode
+    SETTINGS = MetricMixSettings
+    FAMILY_ID = "prune_gym/MetricMix-v0"
+
+    def _setup(self, settings: MetricMixSettings) -> None:
+        super()._setup(settings)
         self._shapes = weight_shapes(self.context.model)
         self._percentiles = {
             metric: flat_percentile_ranks({n: self.context.scores[metric][n] for n in self._shapes})
@@ -94,22 +123,51 @@ class MetricMixEnv(PruningEnv):
         self._dense_zeros = self._zero_in_dense_net()
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
-        width = len(self.metrics) + (self.num_layers if mode == "joint" else 0)
+        width = len(self.metrics) + (self.num_layers if settings.mode == "joint" else 0)
         self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)
 
     @property
     def prunes_to_budget(self) -> bool:
         """Global mode prunes to exactly the tightest budget; joint mode takes ratios."""
-        return self.mode == "global"
+        return self.settings.mode == "global"
 
     @property
     def acts_by_ratios(self) -> bool:
         """Joint mode's actions start with per-layer ratios; global mode's are a mix only."""
-        return self.mode == "joint"
+        return self.settings.mode == "joint"
+
+    def fixed_policies(self) -> tuple[str, ...]:
+        """Global mode: each metric's one-hot mix; joint mode: the per-layer allocations."""
+        if self.settings.mode == "global":
+            return (RANDOM, *GLOBAL_METRIC)
+        return (RANDOM, *RATIO_METHODS)
+
+    def allocation_action(self, ratios: Sequence[float], metric: str | None = None) -> np.ndarray:
+        """Joint mode: ``ratios``, ranked inside layers by ``metric``'s one-hot mix (None:
+        every metric alike). Global mode has no ratios: ``TypeError``."""
+        if self.settings.mode == "global":
+            raise TypeError('MetricMix with mode="global" acts a metric mix, not per-layer ratios')
+        weights = np.ones(len(self.metrics)) if metric is None else one_hot(self.metrics, metric)
+        return self.weights_to_action(weights, ratios=ratios)
+
+    def mix_action(self, weights: Sequence[float]) -> np.ndarray:
+        """Global mode: the mix ``weights``; joint mode needs ratios too: ``TypeError``."""
+        if self.settings.mode == "joint":
+            raise TypeError('MetricMix with mode="joint" acts ratios with its mix')
+        return mix_to_action(weights)
+
+    def project_to_budget(self, action: Any) -> np.ndarray:
+        """Joint mode: the ratios move towards ``max_ratio`` just enough; the mix is kept."""
+        action = self.check_action(action)
+        if self.prunes_to_budget:
+            return action.astype(np.float32)
+        ratios = self.scaled_to_budget(self.action_to_ratios(action[: self.num_layers]))
+        mix = action[self.num_layers :]
+        return np.concatenate([self.ratios_to_action(ratios), mix]).astype(np.float32)
 
     def tightest_masks(self) -> MaskSet:
         """Global mode prunes by one threshold, so everything removable can go."""
-        if self.mode == "global":
+        if self.settings.mode == "global":
             return self.context.builder().global_threshold(1.0)
         return super().tightest_masks()
 
@@ -120,7 +178,7 @@ class MetricMixEnv(PruningEnv):
     def weights_to_action(self, weights: Any, ratios: Any = None) -> np.ndarray:
         """An action for the given metric weights (and, in joint mode, layer ratios)."""
         mix = mix_to_action(weights)
-        if self.mode == "global":
+        if self.settings.mode == "global":
             return mix
         if ratios is None:
             raise ValueError('mode="joint" needs ratios as well as weights')
@@ -135,7 +193,7 @@ class MetricMixEnv(PruningEnv):
         """Rank by the mix, prune (globally to the budget, or per layer), evaluate, end."""
         weights = self.action_to_weights(action)
         mix = mix_percentiles(self._percentiles, weights, out=self._mix)
-        if self.mode == "global":
+        if self.settings.mode == "global":
             masks = self._budget_masks_of(mix)
         else:
             builder = self.context.mask_builder(per_layer(mix, self._shapes))

@@ -9,8 +9,10 @@ dense proxy (no training inside the episode) unless ``reward="trained_accuracy"`
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,11 @@ from gymnasium import spaces
 from prune_gym.checks import check_fraction, check_int, check_number
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.metric_mix import action_to_mix, mix_percentiles, mix_to_action
+from prune_gym.envs.policy_names import PANNING_METHODS, RANDOM
+from prune_gym.envs.settings import PruningSettings, doc
 from prune_gym.pruning import Budget, MaskSet, compute_scores
 from prune_gym.pruning.allocate import flat_percentile_ranks, per_layer, whole_weight_sparsity
 from prune_gym.pruning.layers import weight_shapes
-from prune_gym.tasks import Task
 
 PANNING_METRICS = ("synflow", "snip", "grasp")
 OBSERVATION_FEATURES = (
@@ -45,6 +48,106 @@ def squash(value: float) -> float:
     return value / (1.0 + value)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PanningSettings(PruningSettings):
+    """Panning-v0's settings: the schedule, the target and the reward's training.
+
+    The target is derived once: ``target``, or ``1 - params`` of a ``budget`` (which may
+    hold ``params`` only; the two must agree if both are given), or None, drawn per
+    episode from ``target_range``.
+    """
+
+    REWARDS = ("proxy", "trained_accuracy")
+    DEFAULT_BUDGET = None
+
+    budget: Mapping[str, float] | Budget | None = field(
+        default=None, metadata=doc('`{"params": p}` means `target = 1 - p`; no other resource')
+    )
+    metrics: tuple[str, ...] = field(
+        default=PANNING_METRICS, metadata=doc("the metrics each step mixes")
+    )
+    reward: str = field(
+        default="proxy",
+        metadata=doc(
+            "`'proxy'` (dense, per step) or `'trained_accuracy'` (after `train_steps`, at the end)"
+        ),
+    )
+    weights: str = field(
+        default="init", metadata=doc("`'init'`: Panning prunes the initialisation")
+    )
+    iterations: int = field(default=20, metadata=doc("pruning steps per episode"))
+    target: float | None = field(
+        default=None, metadata=doc("target sparsity in [0, 1); None: drawn per episode")
+    )
+    target_range: tuple[float, float] = field(
+        default=(0.8, 0.99),
+        metadata=doc("(low, high) the target is drawn from, 0 <= low <= high < 1"),
+    )
+    train_steps: int = field(
+        default=200, metadata=doc("training of the final net with `'trained_accuracy'`")
+    )
+
+    def __post_init__(self) -> None:
+        if self.finetune_steps != 0:
+            raise ValueError(
+                f"finetune_steps={self.finetune_steps!r} is not a Panning setting: Panning "
+                "trains the final sparse net from its initialisation for train_steps (with "
+                "reward='trained_accuracy'); give train_steps= instead (finetune_steps may "
+                "only be 0)"
+            )
+        if self.structure != "unstructured":
+            raise ValueError(
+                f"Panning prunes single weights before training; structure="
+                f"{self.structure!r} is not supported (only 'unstructured')"
+            )
+        if self.weights != "init":
+            raise ValueError(f"weights={self.weights!r}: Panning prunes the initialisation, 'init'")
+        self._set("iterations", check_int(self.iterations, "iterations", low=1))
+        pair = self.target_range
+        if not isinstance(pair, (tuple, list, np.ndarray)) or len(pair) != 2:
+            raise ValueError(
+                f"target_range={pair!r} must be a pair (low, high) of target "
+                "sparsities with 0 <= low <= high < 1"
+            )
+        low, high = (check_fraction(v, f"target_range[{i}]") for i, v in enumerate(pair))
+        if not low <= high < 1.0:
+            raise ValueError(f"target_range={pair!r} must satisfy low <= high < 1")
+        self._set("target_range", (low, high))
+        self._set("target", self._derived_target())
+        if self.target is not None:
+            self._set("budget", Budget({"params": max(1.0 - self.target, 1e-9)}))
+        self._set("train_steps", check_int(self.train_steps, "train_steps", low=0))
+        super().__post_init__()
+        if not self.metrics:
+            raise ValueError("Panning needs at least one metric to mix; got metrics=()")
+
+    def _derived_target(self) -> float | None:
+        """The fixed target sparsity: ``target``, or ``1 - params`` of the budget, or None."""
+        target = self.target
+        if target is not None:
+            target = check_number(target, "target", 0.0, 1.0, high_open=True)
+        if self.budget is None:
+            return target
+        limits = Budget(self.budget).limits
+        if set(limits) != {"params"}:
+            raise ValueError(
+                f"Panning prunes to a target sparsity: budget={self.budget!r} may only hold "
+                '"params" (target = 1 - params); use target= or target_range='
+            )
+        implied = 1.0 - limits["params"]
+        if target is not None and not math.isclose(target, implied, abs_tol=1e-9):
+            raise ValueError(
+                f"target={target!r} and budget={limits!r} (target {implied:g}) disagree; "
+                "give one of them"
+            )
+        return implied
+
+    @property
+    def reward_train_steps(self) -> int:
+        """``train_steps`` under ``reward="trained_accuracy"``; the proxy reward trains nothing."""
+        return self.train_steps if self.reward == "trained_accuracy" else 0
+
+
 class PanningEnv(PruningEnv):
     """Iterative pruning before training, one metric mix per iteration.
 
@@ -62,69 +165,12 @@ class PanningEnv(PruningEnv):
     ``target`` (or ``budget={"params": p}``, meaning target 1 - p) is given.
     """
 
-    REWARDS = ("proxy", "trained_accuracy")
+    SETTINGS = PanningSettings
+    FAMILY_ID = "prune_gym/Panning-v0"
 
-    def __init__(
-        self,
-        task: str | Task = "digits-mlp",
-        iterations: int = 20,
-        target: float | None = None,
-        target_range: tuple[float, float] = (0.8, 0.99),
-        metrics: tuple[str, ...] | list[str] = PANNING_METRICS,
-        reward: str = "proxy",
-        train_steps: int = 200,
-        budget: dict[str, float] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "kwargs")}
-        if kwargs.get("finetune_steps", 0) != 0:
-            raise ValueError(
-                f"finetune_steps={kwargs['finetune_steps']!r} is not a Panning setting: Panning "
-                "trains the final sparse net from its initialisation for train_steps (with "
-                "reward='trained_accuracy'); give train_steps= instead (finetune_steps may "
-                "only be 0)"
-            )
-        if kwargs.get("structure", "unstructured") != "unstructured":
-            raise ValueError(
-                f"Panning prunes single weights before training; structure="
-                f"{kwargs['structure']!r} is not supported (only 'unstructured')"
-            )
-        if budget is not None:
-            limits = Budget(budget).limits
-            if set(limits) != {"params"}:
-                raise ValueError(
-                    f"Panning prunes to a target sparsity: budget={budget!r} may only hold "
-                    '"params" (target = 1 - params); use target= or target_range='
-                )
-            target = 1.0 - limits["params"]
-        iterations = check_int(iterations, "iterations", low=1)
-        if not isinstance(target_range, (tuple, list, np.ndarray)) or len(target_range) != 2:
-            raise ValueError(
-                f"target_range={target_range!r} must be a pair (low, high) of target "
-                "sparsities with 0 <= low <= high < 1"
-            )
-        low, high = (check_fraction(v, f"target_range[{i}]") for i, v in enumerate(target_range))
-        if not low <= high < 1.0:
-            raise ValueError(f"target_range={target_range!r} must satisfy low <= high < 1")
-        if target is not None:
-            target = check_number(target, "target", 0.0, 1.0, high_open=True)
-        train_steps = check_int(train_steps, "train_steps", low=0)
-        initial_target = high if target is None else target
-        super().__init__(
-            task=task,
-            budget={"params": max(1.0 - initial_target, 1e-9)},
-            metrics=metrics,
-            reward=reward,
-            weights="init",
-            **kwargs,
-        )
-        if not self.metrics:
-            raise ValueError("Panning needs at least one metric to mix; got metrics=()")
-        self._settings = settings | kwargs
-        self.iterations = iterations
-        self.fixed_target = target
-        self.target_range = (low, high)
-        self.train_steps = train_steps
+    def _setup(self, settings: PanningSettings) -> None:
+        super()._setup(settings)
+        self.iterations = settings.iterations
         self.feature_names = OBSERVATION_FEATURES
         self.observation_space = spaces.Box(0.0, 1.0, (len(OBSERVATION_FEATURES),), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (len(self.metrics),), np.float32)
@@ -137,23 +183,35 @@ class PanningEnv(PruningEnv):
         self._shapes = weight_shapes(self.context.model)
         self._dense_loss, self._dense_gtg = self._loss_and_grad_norm(self._dense_masks)
         self._masks = self._dense_masks
-        self.target = initial_target
+        self.target = self._initial_target()
         self._step = 0
         self._effective_sparsity = 0.0
 
-    @classmethod
-    def reward_train_steps(cls, settings: dict[str, Any]) -> int:
-        """``train_steps`` under ``reward="trained_accuracy"``; the proxy reward trains nothing."""
-        defaults = inspect.signature(cls.__init__).parameters
-        if settings.get("reward", defaults["reward"].default) != "trained_accuracy":
-            return 0
-        steps = settings.get("train_steps", defaults["train_steps"].default)
-        return check_int(steps, "train_steps", low=0)
+    def _initial_target(self) -> float:
+        """The fixed target, or the top of ``target_range`` until an episode draws one."""
+        fixed = self.settings.target
+        return self.settings.target_range[1] if fixed is None else fixed
+
+    def initial_budget(self) -> Budget:
+        """The params budget of the initial target (``1 - target``)."""
+        return Budget({"params": max(1.0 - self._initial_target(), 1e-9)})
 
     @property
     def acts_by_ratios(self) -> bool:
         """Actions are metric mixes; the schedule sets the sparsity."""
         return False
+
+    def fixed_policies(self) -> tuple[str, ...]:
+        """Random mixes, each iterative metric and the paper's hand-set stages."""
+        return (RANDOM, *PANNING_METHODS)
+
+    def allocation_action(self, ratios: Sequence[float], metric: str | None = None) -> np.ndarray:
+        """``TypeError``: the schedule sets the sparsity, an action is a metric mix."""
+        raise TypeError("Panning's actions are metric mixes; the schedule sets the sparsity")
+
+    def mix_action(self, weights: Sequence[float]) -> np.ndarray:
+        """The action whose metric weights are ``weights``."""
+        return self.weights_to_action(weights)
 
     # the agent's vocabulary ---------------------------------------------------------------
     def action_to_weights(self, action: Any) -> np.ndarray:
@@ -206,11 +264,9 @@ class PanningEnv(PruningEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start from the dense initialisation with this episode's target sparsity."""
         super().reset(seed=seed, options=options)
-        if self.fixed_target is None:
-            self.target = float(self.np_random.uniform(*self.target_range))
-        else:
-            self.target = self.fixed_target
-        self.budget = Budget({"params": 1.0 - self.target})
+        if self.settings.target is None:  # a fixed target's budget was made with the env
+            self.target = float(self.np_random.uniform(*self.settings.target_range))
+            self.budget = Budget({"params": max(1.0 - self.target, 1e-9)})
         self._masks = self._dense_masks
         self._step = 0
         self._effective_sparsity = 0.0
@@ -246,9 +302,7 @@ class PanningEnv(PruningEnv):
         if not terminated:
             info |= self.cost_info({})
             return self._observation(loss_change, grad_change), float(reward), False, False, info
-        evaluation = self.evaluate_masks(
-            self._masks, self.train_steps if self.reward_kind == "trained_accuracy" else 0
-        )
+        evaluation = self.evaluate_masks(self._masks, self.settings.reward_train_steps)
         if self.reward_kind == "trained_accuracy" and not disconnected:
             reward = evaluation["accuracy"]
         info |= self.episode_info(self._masks, evaluation)

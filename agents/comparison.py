@@ -1,103 +1,139 @@
-"""The learned policy next to every fixed policy on the same task and budget.
+"""The learned policy next to every fixed policy on the same task and budget: a bench run.
 
-Every policy is assessed the same way (``prune_gym.evaluation.evaluate``): its final masks
-are fine-tuned ``finetune_steps`` and measured on the full val and test splits. Fixed
-policies act on the training env's settings with plain ratio actions (so density logits
-never distort them); the best of them is chosen on validation accuracy, never on test.
+A run's comparison is a benchmark (``prune_gym.bench``) of its task and budget, so train
+and bench give the same numbers by construction: the fixed policies act on the training
+env's settings with plain ratio actions (so density logits never distort them), the
+learned policy (``model.zip`` beside its ``run.json``) on the env it was trained on, and
+every final mask is fine-tuned ``finetune_steps`` and measured on the full val and test
+splits. Episode i is the bench seed ``seed + i`` (its task, policy and fine-tuning seed).
+The records live in a bench folder (``<out>/bench``), which reuses the runs done before;
+the best fixed policy is chosen on validation accuracy (``best_on_val``), never on test.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from stable_baselines3.common.base_class import BaseAlgorithm
-from tqdm import tqdm
 
 import prune_gym  # noqa: F401  (registers the env ids)
 from agents.run_config import RunConfig
-from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
-from prune_gym.bench.report import mean_std, mean_std_cell
-from prune_gym.evaluation import Policy, evaluate
-from prune_gym.wrappers import BudgetProjection
+from prune_gym.baselines import supported_policies
+from prune_gym.bench import BenchSpec, latest_records, run_benchmark
+from prune_gym.bench.report import best_on_val, mean_std_cell, summarise
+from prune_gym.bench.spec import budget_label
+from prune_gym.pruning import Budget
+from prune_gym.tasks import Task
 
 #: env settings that only shape a learned policy's actions or reward.
 LEARNING_ONLY_SETTINGS = ("action", "reference", "density_factor")
+#: settings of a learned policy's runs that change from one training seed to the next.
+PER_TRAINING_SETTINGS = ("policy_sha256", "policy_env_kwargs")
 SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "macs_ratio", "params_ratio")
+#: the bench folder of a run's comparison, inside the run's folder.
+BENCH_FOLDER = "bench"
 
 
-def baseline_env(config: RunConfig, policy: str | None = None) -> gym.Env:
-    """The training env's settings with plain ratio actions and no fine-tuning in the reward.
+def comparison_spec(
+    config: RunConfig, task: Task, policy: Path | None = None, projection: bool = False
+) -> BenchSpec:
+    """The bench of ``config``'s comparison: every fixed policy of its env, and ``policy``.
 
-    With a ``policy`` name, also the settings that policy needs (``policy_env_settings``).
+    The fixed policies get the training env's settings without the learning-only ones and
+    without fine-tuning in the reward; seeds ``seed`` .. ``seed + eval_episodes - 1``;
+    ``projection``: the learned policy also behind ``BudgetProjection``. Makes the env
+    once (on ``task``), so bad settings raise here, before any file is written.
     """
     settings = {
         key: value
-        for key, value in config.env_settings(finetune_steps=0).items()
+        for key, value in config.env_settings(task=task, finetune_steps=0).items()
         if key not in LEARNING_ONLY_SETTINGS
     }
-    if policy is not None:
-        settings |= policy_env_settings(policy)
-    return gym.make(config.env, **settings)
-
-
-def policy_row(
-    name: str, kind: str, policy: Policy, env: gym.Env, config: RunConfig, **extra: Any
-) -> dict[str, Any]:
-    """One comparison row: means over ``eval_episodes`` deterministic episodes."""
-    start = time.perf_counter()
-    records = evaluate(
-        policy, env, config.eval_episodes, seed=config.seed, finetune_steps=config.finetune_steps
+    names = tuple(supported_policies(gym.make(config.env, **settings)))
+    del settings["task"], settings["budget"]
+    return BenchSpec(
+        tasks=(config.task,),
+        budgets=(budget_label(Budget(config.budget)),),
+        methods=names,
+        seeds=config.eval_episodes,
+        first_seed=config.seed,
+        env=config.env,
+        structure=settings.pop("structure", "unstructured"),
+        finetune_steps=config.finetune_steps,
+        max_ratio=settings.pop("max_ratio", None),
+        device=settings.pop("device", "cpu"),
+        env_kwargs=settings,
+        policies=() if policy is None else (str(policy),),
+        projection=projection,
     )
-    row: dict[str, Any] = {"policy": name, "kind": kind, "episodes": len(records)}
-    row |= {key: statistics.fmean(float(r[key]) for r in records) for key in SUMMARY_FIELDS}
-    row["feasible"] = statistics.fmean(float(r["feasible"]) for r in records)
-    row["ratios"] = records[0]["ratios"]
-    row["finetune_steps"] = config.finetune_steps
-    row["timesteps"] = 0
-    row["wall_time"] = time.perf_counter() - start
-    return row | extra
 
 
-def baseline_rows(config: RunConfig) -> list[dict[str, Any]]:
-    """Every fixed policy of the env, assessed like the learned one."""
-    rows = []
-    names = supported_policies(baseline_env(config))
-    for name in tqdm(names, desc="fixed policies", unit="policy"):
-        env = baseline_env(config, name)
-        rows.append(policy_row(name, "baseline", make_policy(name, env, config.seed), env, config))
-    return rows
-
-
-def learned_rows(
+def run_comparison(
     config: RunConfig,
-    model: BaseAlgorithm,
-    train_seconds: float,
-    kept_timesteps: int | None = None,
+    task: Task,
+    folder: Path,
+    policy: Path | None = None,
+    projection: bool = False,
 ) -> list[dict[str, Any]]:
-    """The learned policy, and behind ``BudgetProjection`` where its actions may overspend.
+    """The records of ``comparison_spec``'s runs, run in ``folder`` or reused from it, each
+    with its ``policy`` name; ``RuntimeError`` naming the runs that failed."""
+    records = run_benchmark(comparison_spec(config, task, policy, projection), folder)
+    failed = [record for record in records if record["status"] != "ok"]
+    if failed:
+        errors = "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}" for r in failed)
+        raise RuntimeError(f"the comparison's runs failed (records in {folder}): {errors}")
+    return [record | {"policy": policy_name(record, config.agent)} for record in records]
 
-    ``kept_timesteps``: the env step of the checkpoint kept (0: the untrained policy).
+
+def policy_name(record: dict[str, Any], agent: str) -> str:
+    """A record's row name: the fixed policy, or ``learned (<agent>)`` [``+ projection``]."""
+    if record["kind"] != "learned":
+        return record["method"]
+    projected = record["settings"].get("projection", False)
+    return f"learned ({agent})" + (" + projection" if projected else "")
+
+
+def policy_summary(
+    records: list[dict[str, Any]], ignore: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """``bench.report.summarise`` per ``policy`` name (learned first): means ± std over runs.
+
+    ``ignore``: settings that do not tell runs of one policy apart.
     """
-    env = gym.make(config.env, **config.env_settings())
-    name = f"learned ({config.agent})"
-    extra = {"timesteps": config.timesteps, "train_time": train_seconds}
-    extra |= {"kept_timesteps": kept_timesteps}
-    rows = [policy_row(name, "learned", model, env, config, **extra)]
-    if not env.unwrapped.prunes_to_budget:
-        projected = BudgetProjection(env)
-        name += " + projection"
-        rows.append(policy_row(name, "learned", model, projected, config, **extra))
+    summary = summarise([record | {"method": record["policy"]} for record in records], ignore)
+    rows = {policy: row for (_, _, policy), row in summary.items()}
+    return dict(sorted(rows.items(), key=lambda item: item[1]["kind"] != "learned"))
+
+
+def comparison_rows(
+    config: RunConfig, records: list[dict[str, Any]], **learned: Any
+) -> list[dict[str, Any]]:
+    """One row per policy, learned first: its means over the runs, ``best_on_val`` marking
+    the fixed policy chosen on val; ``learned``: more fields of the learned rows."""
+    summary = policy_summary(records)
+    best = best_on_val({name: row for name, row in summary.items() if row["kind"] != "learned"})
+    rows = []
+    for name, stats in summary.items():
+        mine = [record for record in records if record["policy"] == name]
+        is_learned = stats["kind"] == "learned"
+        row: dict[str, Any] = {"policy": name, "kind": "learned" if is_learned else "baseline"}
+        row["episodes"] = stats["runs"]
+        row |= {key: stats[key][0] for key in SUMMARY_FIELDS}
+        row |= {"feasible": stats["feasible"], "best_on_val": name == best}
+        row["ratios"] = min(mine, key=lambda record: record["seed"])["ratios"]
+        row["finetune_steps"] = config.finetune_steps
+        row["timesteps"] = config.timesteps if is_learned else 0
+        row["wall_time"] = sum(record["wall_time"] for record in mine)
+        rows.append(row | (learned if is_learned else {}))
     return rows
 
 
 def best_baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The fixed policy with the best validation accuracy among those always feasible."""
-    feasible = [r for r in rows if r["kind"] == "baseline" and r["feasible"] == 1.0]
-    return max(feasible, key=lambda r: r["val_accuracy"], default=None)
+    """The row of the fixed policy chosen on val (``best_on_val``), None if none always met
+    the budget."""
+    return next((row for row in rows if row.get("best_on_val")), None)
 
 
 def budget_text(config: RunConfig) -> str:
@@ -112,7 +148,8 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
     lines = [
         f"# {config.agent} on {config.env}, task {config.task}, budget {budget}",
         "",
-        f"Deterministic policies, {config.eval_episodes} episode(s) each; every final mask "
+        f"Deterministic policies, {config.eval_episodes} episode(s) each (bench seeds "
+        f"{config.seed} to {config.seed + config.eval_episodes - 1}); every final mask "
         f"trained {config.finetune_steps} steps before val/test accuracy. (*): the best "
         f"baseline, chosen on val accuracy among those always feasible: "
         f"{best['policy'] if best else 'none'}. The learned policy is the training "
@@ -133,12 +170,12 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
 
 
 def seeds_table(
-    config: RunConfig, rows: list[dict[str, Any]], seeds: Sequence[int], failed: dict[int, str]
+    config: RunConfig, records: list[dict[str, Any]], seeds: Sequence[int], failed: dict[int, str]
 ) -> str:
-    """Markdown table of every policy's mean ± std over seeds (``rows`` carry ``seed``).
+    """Markdown table of every policy's mean ± std over the runs of every training seed.
 
-    Each seed's own table, with its best baseline chosen on val, is in its folder; here a
-    policy's accuracies are averaged over the seeds it ran on (std: sample, over seeds).
+    ``records``: the seeds' comparison records; a fixed policy's run that two seeds share
+    (their bench seeds overlap) counts once. Each seed's own table is in its folder.
     """
     budget = budget_text(config)
     done = [seed for seed in seeds if seed not in failed]
@@ -146,18 +183,17 @@ def seeds_table(
         f"# {config.agent} on {config.env}, task {config.task}, budget {budget}: "
         f"{len(done)} seed(s)",
         "",
-        f"Mean ± std over seeds {', '.join(map(str, done)) or 'none'}; each seed's table is "
-        "in its folder (seed-<n>/summary.md). Test accuracy is only reported.",
+        f"Mean ± std (sample) over the runs of seeds {', '.join(map(str, done)) or 'none'}, "
+        f"{config.eval_episodes} bench seed(s) each; each seed's table is in its folder "
+        "(seed-<n>/summary.md). Test accuracy is only reported.",
         "",
-        "| policy | seeds | val acc. | test acc. | MACs ratio | params ratio | feasible rate |",
+        "| policy | runs | val acc. | test acc. | MACs ratio | params ratio | feasible rate |",
         "|---|---|---|---|---|---|---|",
     ]
-    policies = list(dict.fromkeys(row["policy"] for row in rows))
-    for policy in policies:
-        mine = [row for row in rows if row["policy"] == policy]
-        cells = [mean_std_cell(mean_std([row[key] for row in mine])) for key in SUMMARY_FIELDS]
-        feasible = statistics.fmean(row["feasible"] for row in mine)
-        lines.append(f"| {policy} | {len(mine)} | {' | '.join(cells)} | {feasible:.0%} |")
+    summary = policy_summary(latest_records(records), ignore=PER_TRAINING_SETTINGS)
+    for policy, row in summary.items():
+        cells = " | ".join(mean_std_cell(row[key]) for key in SUMMARY_FIELDS)
+        lines.append(f"| {policy} | {row['runs']} | {cells} | {row['feasible']:.0%} |")
     for seed, error in failed.items():
         lines.append(f"\nSeed {seed} failed: {error}")
     return "\n".join(lines) + "\n"

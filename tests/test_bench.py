@@ -1,11 +1,20 @@
 """prune-gym bench: the smoke suite end to end, resuming, failures, budgets and suites."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
 
-from prune_gym.bench import COLUMNS, BenchSpec, RecordStore, load_suite, parse_budgets, plan
+from prune_gym.bench import (
+    COLUMNS,
+    BenchSpec,
+    RecordStore,
+    load_suite,
+    parse_budgets,
+    plan,
+    run_benchmark,
+)
 from prune_gym.bench import runner as bench_runner
 from prune_gym.cli import main
 
@@ -155,3 +164,25 @@ def test_a_trained_sb3_policy_joins_the_same_table(tmp_path):
     assert learned["method"] == f"policy:{policy}"
     assert learned["status"] == "ok" and 0 <= learned["test_accuracy"] <= 1
     assert f"policy:{policy}" in (tmp_path / "o" / "summary.md").read_text()
+    spec = BenchSpec(("digits-mlp",), ("params=0.3",), ("uniform",), seeds=1, finetune_steps=0)
+    spec = dataclasses.replace(spec, policies=(policy,), projection=True)
+    records = run_benchmark(spec, tmp_path / "o")  # the unprojected runs are reused
+    projected = next(r for r in records if r["settings"].get("projection"))
+    assert projected["method"] == f"policy:{policy}" and projected["status"] == "ok"
+    assert projected["feasible"]  # BudgetProjection meets the budget whatever the policy does
+
+
+def test_env_kwargs_first_seed_and_projection_shape_the_plan(tmp_path):
+    base = {"tasks": ("digits-mlp",), "budgets": ("params=0.1",), "methods": ("uniform",)}
+    plain = plan(BenchSpec(**base, seeds=1))
+    tuned = plan(BenchSpec(**base, seeds=2, first_seed=1, env_kwargs={"reward": "loss"}))
+    assert "env_kwargs" not in plain[0].settings  # plain benches keep their keys
+    assert [run.seed for run in tuned] == [1, 2]
+    assert tuned[0].settings == plain[0].settings | {"env_kwargs": {"reward": "loss"}}
+    with pytest.raises(ValueError, match="structure"):
+        BenchSpec(**base, env_kwargs={"structure": "channel"})
+    policy = tmp_path / "policy.zip"
+    policy.write_bytes(b"weights")
+    runs = plan(BenchSpec(**base, seeds=1, policies=(str(policy),), projection=True))
+    learned = [run.settings.get("projection") for run in runs if run.kind == "learned"]
+    assert learned == [None, True]

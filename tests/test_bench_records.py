@@ -9,8 +9,7 @@ import textwrap
 import pytest
 
 import prune_gym
-from prune_gym.bench import BenchSpec, RecordStore, run_benchmark, run_keys
-from prune_gym.bench import runner as bench_runner
+from prune_gym.bench import BenchSpec, RecordStore, planning, run_benchmark, run_keys
 from prune_gym.cli import main
 
 BASE = ["bench", "--task", "digits-mlp", "--budgets", "params=0.3", "--finetune-steps", "0"]
@@ -96,13 +95,13 @@ def test_a_changed_policy_file_is_not_reused(tmp_path):
     spec = BenchSpec(tasks=("digits-mlp",), budgets=("params=0.3",), methods=("uniform",))
     policy = tmp_path / "policy.zip"
     policy.write_bytes(b"first")
-    first = bench_runner.run_settings(spec, f"policy:{policy}", "learned")
+    first = planning.run_settings(spec, f"policy:{policy}", "learned")
     policy.write_bytes(b"retrained")
-    second = bench_runner.run_settings(spec, f"policy:{policy}", "learned")
+    second = planning.run_settings(spec, f"policy:{policy}", "learned")
     assert first["policy_sha256"] != second["policy_sha256"]
     assert first["policy_algorithm"] == "ppo"
     with pytest.raises(FileNotFoundError, match=r"nope\.zip"):
-        bench_runner.run_settings(spec, "policy:nope.zip", "learned")
+        planning.run_settings(spec, "policy:nope.zip", "learned")
 
 
 def test_damaged_lines_are_skipped_with_a_warning_naming_the_file(tmp_path, executions):

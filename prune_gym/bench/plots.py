@@ -1,4 +1,4 @@
-"""Benchmark figures, drawn from the summarised records.
+"""Benchmark figures, drawn from the summarised records, and an agent's training curves.
 
 Every method keeps one style across figures: its own colour and marker (20 distinct
 before any repeats), and a line style by kind (one-shot solid, or dash-dot for its other
@@ -9,6 +9,7 @@ figure says what its points and error bars are.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import re
@@ -62,14 +63,16 @@ def method_styles(kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
     return styles
 
 
-def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Any, list[Any]]:
+def _figure(
+    rows: int, cols: int, width: float, height: float, sharex: bool = False
+) -> tuple[Any, list[Any]]:
     """A figure of ``rows`` x ``cols`` panels (Agg canvas, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, cols, squeeze=False)
+    axes = figure.subplots(rows, cols, sharex=sharex, squeeze=False)
     return figure, [ax for row in axes for ax in row]
 
 
@@ -218,5 +221,97 @@ def layer_densities(records: list[dict[str, Any]], labels: dict[str, str], path:
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     _shared_legend(figure, axes[: len(panels)], "mean over seeds")
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def read_progress(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """SB3's ``progress.csv`` as column -> [(timesteps, value)] for rows that hold a value.
+
+    The check of the untrained policy has a row of its own, stamped by ``eval/timesteps``.
+    """
+    if not path.exists():
+        return {}
+    columns: dict[str, list[tuple[float, float]]] = {}
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            steps = row.get("time/total_timesteps") or row.get("eval/timesteps")
+            if not steps:
+                continue
+            for key, value in row.items():
+                if value not in ("", None) and key != "time/total_timesteps":
+                    columns.setdefault(key, []).append((float(steps), float(value)))
+    return columns
+
+
+def training_curves(
+    progress: Path,
+    path: Path,
+    *,
+    title: str,
+    budget: dict[str, float],
+    finetune_steps: int,
+    kept_timesteps: int | None,
+    best: tuple[str, float] | None,
+    dense_val_accuracy: float,
+) -> None:
+    """``training.png`` from SB3's ``progress.csv``: reward, val accuracy, costs, multipliers.
+
+    Only panels the run logged appear (no multiplier panel without a Lagrangian); the val
+    panel marks the checkpoint kept and draws the ``best`` fixed policy's (name, val
+    accuracy) and the dense model's val accuracy as horizontal lines.
+    """
+    columns = read_progress(progress)
+    costs = [r for r in budget if f"rollout/ep_cost_{r}_mean" in columns]
+    lambdas = [r for r in budget if f"train/lambda_{r}" in columns]
+
+    def validation(ax: Any) -> None:
+        checks = columns["eval/val_accuracy"]
+        ax.plot(*zip(*checks, strict=True), "o-", label="learned")
+        kept = [(step, value) for step, value in checks if step == kept_timesteps]
+        if kept:
+            ax.plot(*kept[0], "*", markersize=14, color="C3", label="kept checkpoint")
+        if best is not None:
+            ax.axhline(best[1], ls="--", color="gray", label=best[0])
+        ax.axhline(dense_val_accuracy, ls=":", color="black", label="dense")
+        ax.set_ylabel(f"val acc. after\n{finetune_steps} steps")
+
+    def cost(ax: Any) -> None:
+        highest = 0.0
+        for resource in costs:
+            used = columns[f"rollout/ep_cost_{resource}_mean"]
+            (line,) = ax.plot(*zip(*used, strict=True), label=f"{resource} used")
+            ax.axhline(budget[resource], ls="--", color=line.get_color(), label=f"{resource} limit")
+            highest = max(highest, budget[resource], *(value for _, value in used))
+        ax.set_ylim(0.0, 1.15 * highest)  # a cost on its limit stays off the frame
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_ylabel("episode cost")
+
+    def multipliers(ax: Any) -> None:
+        for resource in lambdas:
+            values = columns[f"train/lambda_{resource}"]
+            ax.plot(*zip(*values, strict=True), label=f"lambda {resource}")
+        ax.set_ylabel("Lagrange multiplier")
+
+    def reward(ax: Any) -> None:
+        ax.plot(*zip(*columns["rollout/ep_rew_mean"], strict=True), color="tab:green")
+        ax.set_ylabel("episode reward")
+
+    panels = [draw for draw, present in (
+        (reward, "rollout/ep_rew_mean" in columns),
+        (validation, "eval/val_accuracy" in columns),
+        (cost, bool(costs)),
+        (multipliers, bool(lambdas)),
+    ) if present]  # fmt: skip
+    if not panels:
+        return
+    figure, axes = _figure(len(panels), 1, 7.5, 2.4 * len(panels) + 0.6, sharex=True)
+    for ax, draw in zip(axes, panels, strict=True):
+        draw(ax)
+        if draw is not reward:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("env steps")
+    axes[0].set_title(title, fontsize=9)
     figure.tight_layout()
     save_png(figure, path)

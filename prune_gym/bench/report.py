@@ -21,7 +21,8 @@ from prune_gym.bench.plots import accuracy_vs_compression, layer_densities
 from prune_gym.bench.spec import loosest_first
 from prune_gym.files import write_atomically
 
-#: the DESIGN §8 columns first, then what identifies and explains a run.
+#: the record columns first (see docs/design.md, Records), then what identifies and explains
+#: a run.
 COLUMNS = (
     "task",
     "method",
@@ -115,10 +116,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Per (task, budget, method variant): mean/std of the fields, feasibility, seeds."""
+def summarise(
+    records: list[dict[str, Any]], ignore: tuple[str, ...] = ()
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Per (task, budget, method variant): mean/std of the fields, feasibility, seeds.
+
+    Variants are told apart by every setting but those in ``ignore`` (``variant_labels``).
+    """
     ok = [record for record in records if record.get("status") == "ok"]
-    labels = variant_labels(ok)
+    labels = variant_labels(ok, ignore)
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in ok:
         groups[record["task"], record["budget"], labels[record["run_key"]]].append(record)

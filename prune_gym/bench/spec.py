@@ -21,6 +21,8 @@ MATCHED = "matched"
 SWEEP = tuple(f"params={1 / c:g}" for c in (2, 4, 8, 16, 32, 64))
 #: the built-in suites, shipped as package data (``prune_gym/bench/suites/<name>.yaml``).
 SUITES = resources.files("prune_gym.bench") / "suites"
+#: env settings that are ``BenchSpec`` fields (or grid axes), never ``env_kwargs``.
+OWN_FIELDS = {"task", "budget", "structure", "max_ratio", "device"}
 
 
 def available_suites() -> list[str]:
@@ -75,14 +77,22 @@ class BenchSpec:
     #: GMP's total optimizer steps on the task, so one-shot and training-time methods
     #: compare at equal compute.
     finetune_steps: int | str | tuple[int | str, ...] = 200
-    #: one-shot methods may prune a layer up to this ratio (envs default to 0.99 for agents).
-    max_ratio: float = 1.0
+    #: one-shot methods may prune a layer up to this ratio (None: the env's default, 0.99
+    #: or 0.9 with channels, as for agents).
+    max_ratio: float | None = 1.0
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     policies: tuple[str, ...] = ()
     policy_algorithm: str = "ppo"
     #: where one-shot and learned runs' envs compute (``"cuda"`` on a GPU); training-time
     #: methods train on the CPU.
     device: str = "cpu"
+    #: further settings of the env that one-shot policies (and learned ones without a
+    #: ``run.json``) act on, e.g. ``{"reward": "loss"}``; in the run key only when given.
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: runs use seeds ``first_seed`` .. ``first_seed + seeds - 1``.
+    first_seed: int = 0
+    #: also run every learned policy behind ``BudgetProjection``, a run of its own.
+    projection: bool = False
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.budgets or not self.methods:
@@ -96,7 +106,19 @@ class BenchSpec:
             b if b == MATCHED else check_int(b, "finetune_steps", low=0) for b in budgets
         )
         object.__setattr__(self, "finetune_steps", budgets)
-        check_fraction(self.max_ratio, "max_ratio")
+        if self.max_ratio is not None:
+            check_fraction(self.max_ratio, "max_ratio")
+        check_int(self.first_seed, "first_seed", low=0)
+        if not isinstance(self.projection, bool):
+            raise TypeError(f"projection must be true or false, not {self.projection!r}")
+        if not isinstance(self.env_kwargs, dict):
+            raise TypeError(f"env_kwargs must be a dict of env settings, not {self.env_kwargs!r}")
+        own = sorted(set(self.env_kwargs) & OWN_FIELDS)
+        if own:
+            raise ValueError(
+                f"env_kwargs may not hold {own}: give them as the fields of their own "
+                f"(tasks, budgets, structure, max_ratio, device); got env_kwargs={self.env_kwargs}"
+            )
         check_device(self.device)
         check_env_id(self.env)
         for budget in self.budgets:

@@ -1,4 +1,4 @@
-"""Learning agents built on Stable-Baselines3 (DESIGN §7).
+"""Learning agents built on Stable-Baselines3 (docs/design.md, Agents).
 
 Importing the package registers ``ppo-lag`` (``PPOLagrangian``) in
 ``prune_gym.algorithms``, so saved runs and benchmarks can load it by name.

@@ -1,5 +1,6 @@
 """Shared pytest fixtures."""
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,14 +13,26 @@ from prune_gym.tasks import task as task_module
 
 # Two threads on a two-core machine shared with other processes make small models
 # many times slower (threads wait on each other); one thread gives the same numbers.
+# The cores are used by running the tests in several processes (pytest-xdist, ``-n`` in
+# pyproject.toml), each at one thread.
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _prune_gym_cache(tmp_path_factory):
-    """Point $PRUNE_GYM_CACHE at a per-session temporary folder (never the user's cache)."""
+    """Point $PRUNE_GYM_CACHE at one temporary folder for the whole run (never the user's).
+
+    Under pytest-xdist every worker of the run shares it (the folder above the workers'
+    own temporary folders): the cache's file lock makes the first worker that needs a
+    task's weights train them and the others wait and load them, so each is trained once.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "prune_gym_cache"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("prune_gym_cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PRUNE_GYM_CACHE", str(tmp_path_factory.mktemp("prune_gym_cache")))
+        patch.setenv("PRUNE_GYM_CACHE", str(folder))
         yield
 
 

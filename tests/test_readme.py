@@ -1,4 +1,4 @@
-"""The README's Python examples run as written (with a temporary weights cache)."""
+"""The README's Python examples run as written (with the test run's shared weights cache)."""
 
 import re
 from pathlib import Path
@@ -12,8 +12,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PRUNE_GYM_CACHE", str(tmp_path))
+def test_readme_python_block_runs(index, capsys):
     namespace: dict = {"__name__": "__main__"}  # as run with ``python file.py``
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), namespace)
     if "one_thread_env" in namespace:  # the SubprocVecEnv example ran its guarded part

@@ -19,6 +19,7 @@ ALGORITHMS = {
 ENV_KWARGS = {"prune_gym/Panning-v0": {"iterations": 8}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("env_id", list(prune_gym.ENV_IDS))
 def test_sb3_algorithm_trains_512_steps(env_id, algorithm):
@@ -32,6 +33,7 @@ def test_sb3_algorithm_trains_512_steps(env_id, algorithm):
     assert env.action_space.contains(action)
 
 
+@pytest.mark.slow
 def test_subprocess_vector_env_with_two_workers():
     # "module:id" makes each worker import prune_gym (and so register the ids) first
     venv = make_vec_env(

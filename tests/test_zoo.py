@@ -68,6 +68,7 @@ def test_macs_match_flop_counter(cnn):
     assert costs.macs_dense == pytest.approx(counter.get_total_flops() / 2, rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ratio", RATIOS)
 def test_uniform_channel_ratios_export_to_the_masked_model(cnn, ratio):
     model, inputs, costs = cnn

@@ -1,6 +1,6 @@
 """What a (pruned) network costs: parameters, MACs (dense, nonzero, structural), latency.
 
-Units (DESIGN §3): MACs are multiply-accumulates of one forward pass of one sample, over
+Units (docs/design.md, Units): MACs are multiply-accumulates of one forward pass of one sample, over
 the prunable Linear/Conv1d/Conv2d layers (bias, normalisation and activations are not
 counted, as in ``torch.utils.flop_counter``). ``params_*`` count prunable weights.
 ``*_nonzero`` scales each layer by its weight density; ``*_structural`` counts what is left
@@ -28,6 +28,7 @@ from prune_gym.pruning.layers import (
     PRUNABLE_TYPES,
     ChannelStructure,
     bypassed_layers,
+    eval_mode,
     layer_kind,
     prunable_layers,
 )
@@ -276,13 +277,10 @@ def _output_shapes(
         return hook
 
     hooks = [m.register_forward_hook(record(name)) for name, m in layers]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(inputs)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return output_shapes
@@ -362,20 +360,15 @@ def measure_latency(
     """Median wall time in seconds of one forward pass (``warmup`` passes excluded)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0; got repeats={repeats}, {warmup=}")
-    was_training = model.training
-    model.eval()
     times = []
-    try:
-        with torch.inference_mode():
-            for i in range(warmup + repeats):
-                start = time.perf_counter()
-                model(example_input)
-                if example_input.is_cuda:
-                    torch.cuda.synchronize()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            model(example_input)
+            if example_input.is_cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 

@@ -9,6 +9,8 @@ must be removed together (residual adds, concatenations) share a group.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -86,9 +88,16 @@ def layer_kind(module: nn.Module) -> str:
     )
 
 
-def output_channels(module: nn.Module) -> int:
-    """Number of output channels (convolution) or output features (Linear)."""
-    return module.weight.shape[0]
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model.eval()`` inside the block; every module's own mode restored on exit."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 @dataclass
@@ -141,9 +150,7 @@ class ChannelStructure:
         layers = prunable_layers(model)
         names = {id(m): name for name, m in model.named_modules()}
         prunable = {id(m): m for _, m in layers}
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             output_layers = _output_layers(model, layers, example_input)
             try:
                 graph = tp.DependencyGraph().build_dependency(
@@ -171,8 +178,6 @@ class ChannelStructure:
                 for name, module in layers
                 if module in graph.module2node
             }
-        finally:
-            model.train(was_training)
         return structure
 
     def _add_group(self, graph, group, names: dict[int, str], prunable: dict) -> None:

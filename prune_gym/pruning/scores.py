@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prune_gym.pruning.layers import prunable_layers
+from prune_gym.pruning.layers import eval_mode, prunable_layers
 from prune_gym.pruning.masks import check_structure, effective_weight, is_masked, trainable_weight
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
@@ -158,22 +158,18 @@ def _finalise(
 @contextmanager
 def _scoring_state(model: nn.Module, layers: Layers) -> Iterator[None]:
     """Eval mode, empty grads and differentiable prunable weights; all restored on exit."""
-    modes = [(module, module.training) for module in model.modules()]
     params = list(model.parameters())
     saved = [(p, p.grad, p.requires_grad) for p in params]
     # a masked layer's ``weight`` attribute is rewritten by the forward pre-hook
     hooked = [(module, module.weight) for _, module in layers if is_masked(module)]
     try:
-        model.eval()
         for p in params:
             p.grad = None
         for _, module in layers:
             trainable_weight(module).requires_grad_(True)
-        with torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             yield
     finally:
-        for module, training in modes:
-            module.training = training
         for p, grad, requires_grad in saved:
             p.requires_grad_(requires_grad)
             p.grad = grad

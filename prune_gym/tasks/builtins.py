@@ -1,4 +1,4 @@
-"""The built-in tasks of DESIGN §4, registered when ``prune_gym.tasks`` is imported.
+"""The built-in tasks (docs/design.md, Tasks), registered when ``prune_gym.tasks`` is imported.
 
 Digits (bundled with scikit-learn, no download), MNIST-1D (generated offline by the
 ``mnist1d`` package), the planted sparse teacher, and the torchvision datasets read from

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prune_gym.checks import check_choice
+from prune_gym.pruning.layers import eval_mode
 from prune_gym.tasks.data import Split
 
 OPTIMIZERS = ("sgd", "adam")
@@ -208,21 +209,16 @@ def _evaluate(
     """Accuracy and loss over ``targets``, reading inputs ``[start, stop)`` on demand."""
     if len(targets) == 0:
         raise ValueError("need a non-empty batch to evaluate, got 0 samples")
-    was_training = model.training
     device = _device_of(model)
     correct, loss = 0, 0.0
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(targets), batch_size):
-                stop = min(start + batch_size, len(targets))
-                x = inputs(start, stop).to(device)
-                y = targets[start:stop].to(device)
-                logits = model(x)
-                loss += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(dim=1) == y).sum().item()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for start in range(0, len(targets), batch_size):
+            stop = min(start + batch_size, len(targets))
+            x = inputs(start, stop).to(device)
+            y = targets[start:stop].to(device)
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == y).sum().item()
     return {"accuracy": correct / len(targets), "loss": loss / len(targets)}
 
 

@@ -1,4 +1,6 @@
-"""Training-time pruning methods: GMP, GraNet, FlipOut, SWD, IMP and RigL (DESIGN §6).
+"""Training-time pruning methods: GMP, GraNet, FlipOut, SWD, IMP and RigL.
+
+See docs/design.md, Layers.
 
 Every method is a ``Schedule`` driving the one training loop ``SparseTrainer``:
 ``run_method("granet", task, 0.9, seed=0, epochs=20)`` returns a ``MethodResult`` with the

@@ -19,7 +19,7 @@ from prune_gym.baselines.methods.schedule import (
     step_of_fraction,
 )
 from prune_gym.baselines.methods.topology import DISTRIBUTIONS, prune_and_regrow, random_masks
-from prune_gym.checks import check_int
+from prune_gym.checks import check_choice, check_int
 from prune_gym.pruning.masks import MaskSet
 
 if TYPE_CHECKING:
@@ -100,15 +100,8 @@ class GranetConfig(GmpConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.variant not in GRANET_VARIANTS:
-            raise ValueError(
-                f"variant={self.variant!r} is not supported; expected one of {GRANET_VARIANTS}"
-            )
-        if self.distribution not in DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution={self.distribution!r} is not supported; expected one of "
-                f"{sorted(DISTRIBUTIONS)}"
-            )
+        check_choice(self.variant, "variant", GRANET_VARIANTS)
+        check_choice(self.distribution, "distribution", sorted(DISTRIBUTIONS))
         if not 0.0 < self.init_density <= 1.0:
             raise ValueError(f"init_density={self.init_density!r} must be in (0, 1]")
         if not 0.0 <= self.min_prune_rate <= self.prune_rate <= 1.0:

@@ -22,7 +22,8 @@ from prune_gym.baselines.methods.trainer import MethodResult, SparseTrainer
 from prune_gym.checks import check_number
 from prune_gym.tasks import Task, TrainRecipe, make
 
-#: Training-time methods by name (DESIGN §6); each is a ``Schedule`` for ``SparseTrainer``.
+#: Training-time methods by name (docs/design.md, Layers); each is a ``Schedule`` for
+#: ``SparseTrainer``.
 METHODS: dict[str, type[Schedule]] = {
     schedule.name: schedule
     for schedule in (

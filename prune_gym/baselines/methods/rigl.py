@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from prune_gym.baselines.methods.schedule import MethodConfig, Schedule, step_of_fraction
 from prune_gym.baselines.methods.topology import DISTRIBUTIONS, prune_and_regrow, random_masks
-from prune_gym.checks import check_int
+from prune_gym.checks import check_choice, check_int
 
 if TYPE_CHECKING:
     from prune_gym.baselines.methods.trainer import SparseTrainer
@@ -33,11 +33,7 @@ class RiglConfig(MethodConfig):
         check_int(self.update_every, "update_every", low=1)
         if not 0.0 <= self.drop_fraction <= 1.0:
             raise ValueError(f"drop_fraction={self.drop_fraction!r} must be in [0, 1]")
-        if self.distribution not in DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution={self.distribution!r} is not supported; expected one of "
-                f"{sorted(DISTRIBUTIONS)}"
-            )
+        check_choice(self.distribution, "distribution", sorted(DISTRIBUTIONS))
 
 
 class RiglSchedule(Schedule):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from prune_gym.checks import check_int
+from prune_gym.checks import check_choice, check_int
 
 if TYPE_CHECKING:
     from prune_gym.baselines.methods.trainer import SparseTrainer
@@ -37,8 +37,7 @@ class MethodConfig:
     eval_every: int | None = None
 
     def __post_init__(self) -> None:
-        if self.start not in STARTS:
-            raise ValueError(f"start={self.start!r} is not supported; expected one of {STARTS}")
+        check_choice(self.start, "start", STARTS)
         if self.eval_every is not None:
             check_int(self.eval_every, "eval_every", low=1)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from prune_gym.baselines.methods.schedule import MethodConfig, Schedule
+from prune_gym.checks import check_choice
 from prune_gym.pruning.allocate import MaskBuilder
 from prune_gym.pruning.layers import ChannelStructure
 from prune_gym.pruning.masks import STRUCTURES, MaskSet, trainable_weight
@@ -41,10 +42,7 @@ class SwdConfig(MethodConfig):
             raise ValueError(
                 f"a_min={self.a_min!r} and a_max={self.a_max!r} must satisfy 0 < a_min <= a_max"
             )
-        if self.structure not in STRUCTURES:
-            raise ValueError(
-                f"structure={self.structure!r} is not supported; expected one of {STRUCTURES}"
-            )
+        check_choice(self.structure, "structure", STRUCTURES)
 
 
 class SwdSchedule(Schedule):

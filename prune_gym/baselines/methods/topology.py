@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from prune_gym.baselines.methods.schedule import stream_seed
+from prune_gym.checks import check_choice
 from prune_gym.pruning.allocate import erk_densities, uniform_densities
 from prune_gym.pruning.layers import prunable_layers
 from prune_gym.pruning.masks import MaskSet, effective_weight
@@ -54,11 +55,7 @@ def random_masks(model: nn.Module, sparsity: float, distribution: str, seed: int
     Per-layer densities come from ``distribution`` (``"erk"`` as in RigL and GraNet, or
     ``"uniform"``); counts are rounded so that the global count is exact.
     """
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(
-            f"distribution={distribution!r} is not supported; expected one of "
-            f"{sorted(DISTRIBUTIONS)}"
-        )
+    check_choice(distribution, "distribution", sorted(DISTRIBUTIONS))
     sizes = {name: module.weight.numel() for name, module in prunable_layers(model)}
     total = sum(sizes.values())
     kept = exact_counts(

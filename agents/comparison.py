@@ -23,7 +23,6 @@ from agents.run_config import RunConfig
 from prune_gym.baselines import supported_policies
 from prune_gym.bench import BenchSpec, latest_records, run_benchmark
 from prune_gym.bench.report import best_on_val, mean_std_cell, summarise
-from prune_gym.bench.spec import budget_label
 from prune_gym.pruning import Budget
 from prune_gym.tasks import Task
 
@@ -55,7 +54,7 @@ def comparison_spec(
     del settings["task"], settings["budget"]
     return BenchSpec(
         tasks=(config.task,),
-        budgets=(budget_label(Budget(config.budget)),),
+        budgets=(Budget(config.budget).label,),
         methods=names,
         seeds=config.eval_episodes,
         first_seed=config.seed,

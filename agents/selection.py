@@ -1,7 +1,7 @@
 """Keep the training checkpoint whose deterministic policy does best on validation.
 
 The agent's reward is a cheap proxy (a few fine-tuning steps, the reward samples); what
-is reported is the accuracy after the shared fine-tuning budget. So during training the
+is reported is the accuracy after the shared fine-tuning step count. So during training the
 deterministic policy is assessed the way every policy is in the end (``evaluate`` with
 ``finetune_steps``), on validation only, and the best checkpoint is the model kept: the
 choice is made on val, never on test. A checkpoint that meets the budget always beats one

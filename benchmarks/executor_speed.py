@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/executor_speed.py [--rounds 2] [--seeds 2]``.
 
-The cut: the ``digits`` suite's methods and fine-tuning budgets on ``--tasks`` and
+The cut: the ``digits`` suite's methods and fine-tuning step counts on ``--tasks`` and
 ``--budgets`` with ``--seeds`` seeds. Both executors run it into fresh folders, A B A B
 ..., torch at one thread (the suites' setting; each Ray task gets one CPU and one thread),
 after the dense weights are cached, so neither side trains them. Reported: wall time per

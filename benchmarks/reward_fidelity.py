@@ -3,7 +3,7 @@
 For random allocations from the space an agent explores (``GlobalRatio-v0`` with
 ``action="logits"``, so every one meets the budget), it computes each candidate reward on
 the env's reward samples (validation) and the accuracy each allocation reaches after the
-benchmark's fine-tuning budget (``--target-steps``, on test: only measured here, nothing
+benchmark's fine-tuning step count (``--target-steps``, on test: only measured here, nothing
 is selected on it), then prints the Spearman rank correlation of every candidate with
 that target and its cost per episode. A reward an agent can climb must rank allocations
 the way the final accuracy does.
@@ -64,7 +64,7 @@ def measure(task: str, structure: str, budget: dict, allocations: int, target_st
         masks = context.builder().from_ratios(ratios)
         for label, steps, seeds, quantity in CANDIDATES:
             start = time.perf_counter()
-            runs = [context.evaluate(masks, steps, seed=seed) for seed in range(seeds)]
+            runs = [context.reward_metrics(masks, steps, seed=seed) for seed in range(seeds)]
             seconds[label].append(time.perf_counter() - start)
             sign = -1.0 if quantity == "loss" else 1.0
             values[label].append(sign * statistics.fmean(run[quantity] for run in runs))

@@ -116,11 +116,11 @@ def _train(args: argparse.Namespace) -> int:
     """Train an agent into ``--out`` (one per seed) and print its table against the baselines."""
     from agents.jobs import train, train_seeds
     from agents.run_config import RunConfig
-    from prune_gym.bench.spec import parse_budget
+    from prune_gym.pruning import Budget
 
     budget = {}
     for text in args.budget or ["flops=0.5"]:
-        budget |= parse_budget(text).limits
+        budget |= Budget.parse(text).limits
     env_kwargs = dict(args.env_kwargs or {})
     flags = {
         "structure": args.structure,
@@ -200,7 +200,7 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finetune_budgets(text: str) -> tuple[int | str, ...]:
+def _finetune_step_counts(text: str) -> tuple[int | str, ...]:
     """``"200,matched"`` -> ``(200, "matched")`` (validated by ``BenchSpec``)."""
     return tuple(
         item if item == "matched" else _integer(item, "a number of steps or matched")
@@ -266,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--task", default="digits-cnn", help="task name")
     train.add_argument(
-        "--budget", action="append", help="resource=fraction, repeatable (default flops=0.5)"
+        "--budget",
+        action="append",
+        help="one budget, as bench writes it: resource=fraction, several joined by + "
+        "(flops=0.5+params=0.3); repeatable, the limits merged (default flops=0.5)",
     )
     train.add_argument("--agent", default="ppo-lag", choices=("ppo-lag", "ppo", "panning"))
     train.add_argument("--timesteps", type=int, default=2048, help="env steps of training")
@@ -335,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--structure", choices=("unstructured", "channel"))
     bench.add_argument(
         "--finetune-steps",
-        type=_finetune_budgets,
+        type=_finetune_step_counts,
         help="fine-tuning of every policy's masks: steps, comma-separated budgets, and/or "
         "matched (GMP's total steps on the task), e.g. 200,matched (default 200)",
     )

@@ -2,7 +2,7 @@
 
 Both speak SB3's ``predict(obs, deterministic=...)``, so one loop serves them: it runs
 episodes, sums costs, and re-assesses the final masks on the full validation and test
-splits (optionally after the same fine-tuning budget for every method, for fairness).
+splits (optionally after the same fine-tuning step count for every method, for fairness).
 Selection is never made on test: test accuracy is only reported.
 """
 

@@ -139,14 +139,14 @@ def test_structural_macs_count_only_channels_removed_in_every_coupled_layer():
     masks = MaskSet.from_ratios(
         model, {"layer1.0.conv1": 0.5}, structure="channel", example_input=x
     )
-    rows = {row["name"]: row for row in cost_model.evaluate(masks)["layers"]}
+    rows = {row["name"]: row for row in cost_model.costs(masks)["layers"]}
     assert rows["layer1.0.conv1"]["macs_structural"] == rows["layer1.0.conv1"]["macs_dense"] / 2
     assert rows["layer1.0.conv2"]["macs_structural"] == rows["layer1.0.conv2"]["macs_dense"] / 2
     # a conv on the residual stream alone: zero rows, but no channel can be removed
     masks = MaskSet.from_ratios(
         model, {"layer1.0.conv2": 0.5}, structure="channel", example_input=x
     )
-    costs = cost_model.evaluate(masks)
+    costs = cost_model.costs(masks)
     assert costs["macs_structural"] == costs["macs_dense"]
     assert costs["macs_nonzero"] < costs["macs_dense"]
 
@@ -159,7 +159,7 @@ def test_measure_latency_returns_a_positive_median():
 
 
 def test_budget_parsing_and_validation():
-    budget = Budget.parse("flops=0.5, params=0.3")
+    budget = Budget.parse("flops=0.5 + params=0.3")
     assert budget.limits == {"flops": 0.5, "params": 0.3}
     assert budget.violation({"flops": 0.6, "params": 0.2}) == pytest.approx(0.1)
     assert budget.is_met({"flops": 0.5, "params": 0.3})
@@ -168,6 +168,9 @@ def test_budget_parsing_and_validation():
             Budget(bad)
     with pytest.raises(ValueError, match="resource=fraction"):
         Budget.parse("flops0.5")
+    assert Budget.parse(budget.label) == budget and budget.label == "flops=0.5+params=0.3"
+    with pytest.raises(ValueError, match=r"join one budget's resources with '\+'"):
+        Budget.parse("flops=0.5,params=0.3")  # a comma separates budgets (bench --budgets)
 
 
 def test_budget_violation_ignores_float_round_off_only():
@@ -182,7 +185,7 @@ def test_used_fractions_equal_the_evaluated_totals():
     x = torch.zeros(1, 3, 32, 32)
     cost_model = CostModel(model, x)
     masks = MaskSet.global_threshold(model, 0.7)
-    costs = cost_model.evaluate(masks)
+    costs = cost_model.costs(masks)
     assert cost_model.used_fractions(masks) == {
         "params": costs["params_nonzero"] / costs["params_dense"],
         "flops": costs["macs_nonzero"] / costs["macs_dense"],
@@ -190,7 +193,7 @@ def test_used_fractions_equal_the_evaluated_totals():
     channels = MaskSet.from_ratios(
         model, {"layer1.0.conv1": 0.5}, structure="channel", example_input=x
     )
-    costs = cost_model.evaluate(channels)
+    costs = cost_model.costs(channels)
     assert cost_model.used_fractions(channels, structural=True) == {
         "params": costs["params_structural"] / costs["params_dense"],
         "flops": costs["macs_structural"] / costs["macs_dense"],

@@ -168,7 +168,7 @@ def test_density_logits_meet_the_budget_for_every_action(structure, budget, refe
     zero = np.zeros(env.num_layers, dtype=np.float32)
     units = [env.context.builder().unit_count(name) for name in env.layer_names]
     zero_ratios = env.action_to_ratios(zero)
-    assert env.meets_budget(zero_ratios)
+    assert env.fits_ratios(zero_ratios)
     # the zero action is the reference scaled by one factor >= 1 onto the budget: the
     # same allocation, keeping whatever budget the reference's whole units left over
     low, high = 1 - env.max_ratio, 1 - env.min_ratio

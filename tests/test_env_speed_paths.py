@@ -2,7 +2,7 @@
 
 The reference is the straightforward method: a float64 stable argsort of the scores
 (weights the net already prunes at -inf), ``round(s * N)`` lowest weights removed, and a
-bisection on ``s`` judged by the env's own ``fits_budget`` on real masks.
+bisection on ``s`` judged by the env's own ``fits`` on real masks.
 """
 
 import math
@@ -57,7 +57,7 @@ def _reference_budget_masks(env, score: torch.Tensor, shapes) -> MaskSet:
     total = score.numel()
 
     def fits(sparsity: float) -> bool:
-        return env.fits_budget(_removing(score, round(sparsity * total), shapes))
+        return env.fits(_removing(score, round(sparsity * total), shapes))
 
     return _removing(score, round(least_feasible(fits, 0.0, 1.0) * total), shapes)
 

@@ -28,8 +28,8 @@ def test_exported_model_matches_masked_model(name, ratio):
     exported = export_channel_pruned(masked, masks, x)
     with torch.no_grad():
         assert torch.allclose(exported(x), masked(x), atol=1e-5, rtol=1e-4)
-    masked_costs = CostModel(masked, x).evaluate(masks)
-    exported_costs = CostModel(exported, x).evaluate()
+    masked_costs = CostModel(masked, x).costs(masks)
+    exported_costs = CostModel(exported, x).costs()
     assert exported_costs["macs_dense"] == masked_costs["macs_structural"]
     assert exported_costs["params_dense"] == masked_costs["params_structural"]
     assert exported_costs["macs_dense"] < masked_costs["macs_dense"]
@@ -46,6 +46,4 @@ def test_export_of_a_mobilenet_keeps_depthwise_convs_consistent():
     exported = export_channel_pruned(masked, masks, x)
     with torch.no_grad():
         assert torch.allclose(exported(x), masked(x), atol=1e-5, rtol=1e-4)
-    assert (
-        CostModel(exported, x).macs_dense == CostModel(masked, x).evaluate(masks)["macs_structural"]
-    )
+    assert CostModel(exported, x).macs_dense == CostModel(masked, x).costs(masks)["macs_structural"]

@@ -15,7 +15,7 @@ from prune_gym.bench.overlap import read_inputs, support_recovery
 from prune_gym.bench.plots import method_styles
 from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, write_summary
 from prune_gym.cli import main
-from prune_gym.pruning import MaskSet, compute_scores
+from prune_gym.pruning import Budget, MaskSet, compute_scores
 
 
 # MNIST-1D ----------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_records_count_train_steps_and_one_shot_runs_at_gmp_matched_compute(tmp_
     records = json.loads((tmp_path / "results.json").read_text())
     matched = method_steps("gmp", "digits-mlp")
     one_shot = sorted(r["train_steps"] for r in records if r["method"] == "uniform")
-    assert one_shot == [20, matched]  # both fine-tuning budgets, each counted
+    assert one_shot == [20, matched]  # both fine-tuning step counts, each counted
     (gmp,) = (r for r in records if r["method"] == "gmp")
     assert gmp["train_steps"] == matched == 20 * 21  # 20 epochs of 21 steps on digits
     assert "uniform [finetune_steps=20]" in (tmp_path / "summary.md").read_text()
@@ -165,11 +165,10 @@ def test_magnitude_recovers_the_support_at_the_teachers_sparsity_and_random_does
 
 def test_the_teacher_suite_budget_is_the_teachers_density():
     from prune_gym.bench import load_suite
-    from prune_gym.bench.spec import parse_budget
 
     task = prune_gym.tasks.make("teacher-mlp", n_train=300, n_test=100)
     kept = task.true_masks.num_kept()
-    limits = [parse_budget(b).limits["params"] for b in load_suite("teacher").budgets]
+    limits = [Budget.parse(b).limits["params"] for b in load_suite("teacher").budgets]
     assert any(int(limit * task.true_masks.num_weights()) == kept for limit in limits)
 
 

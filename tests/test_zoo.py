@@ -86,7 +86,7 @@ def test_uniform_channel_ratios_export_to_the_masked_model(cnn, ratio):
     widths = {name: module.weight.shape[0] for name, module in prunable_layers(model)}
     exported_widths = {name: module.weight.shape[0] for name, module in prunable_layers(exported)}
     assert [n for n in controlled if exported_widths[n] >= widths[n]] == []
-    totals = costs.evaluate(masks)
+    totals = costs.costs(masks)
     assert totals["macs_structural"] <= totals["macs_nonzero"]
     assert totals["macs_nonzero"] / totals["macs_dense"] == pytest.approx(1 - ratio, abs=0.02)
     with torch.no_grad():
@@ -193,7 +193,7 @@ def test_channel_masks_refuse_a_channel_shuffle_naming_the_layer(shuffle):
     # unstructured pruning and costs are unaffected; the shuffled channels never count
     # as removable, so structural MACs stay an upper bound
     masks = MaskSet.from_ratios(model, {"0": 0.5, "3": 0.5})
-    totals = CostModel(model, x).evaluate(masks)
+    totals = CostModel(model, x).costs(masks)
     assert totals["macs_nonzero"] < totals["macs_structural"] <= totals["macs_dense"]
 
 
@@ -204,7 +204,7 @@ def test_a_model_torch_pruning_cannot_trace_is_refused_for_channels_only():
         MaskSet.from_ratios(model, {"conv1.0": 0.5}, structure="channel", example_input=x)
     costs = CostModel(model, x)
     masks = MaskSet.from_ratios(model, dict.fromkeys(costs.layer_names, 0.5))
-    assert costs.evaluate(masks)["macs_nonzero"] / costs.macs_dense == pytest.approx(0.5, abs=0.01)
+    assert costs.costs(masks)["macs_nonzero"] / costs.macs_dense == pytest.approx(0.5, abs=0.01)
 
 
 def test_a_vit_is_costed_like_flop_counter_and_pruned_unstructured():
@@ -226,7 +226,7 @@ def test_a_vit_is_costed_like_flop_counter_and_pruned_unstructured():
     with torch.no_grad():
         out = masked(x)
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
-    assert costs.evaluate(masks)["macs_nonzero"] == pytest.approx(costs.macs_dense / 2, rel=0.01)
+    assert costs.costs(masks)["macs_nonzero"] == pytest.approx(costs.macs_dense / 2, rel=0.01)
 
 
 def _flops_of_prunable_layers(model: nn.Module, x: torch.Tensor) -> float:

@@ -20,7 +20,7 @@ from prune_gym.baselines import make_policy, policy_env_settings
 from prune_gym.baselines.methods import run_method
 from prune_gym.bench.overlap import aligned_overlap, support_recovery
 from prune_gym.bench.planning import Run
-from prune_gym.bench.spec import BenchSpec, parse_budget
+from prune_gym.bench.spec import BenchSpec
 from prune_gym.evaluation import evaluate
 from prune_gym.pruning import Budget, MaskSet
 from prune_gym.pruning.allocate import whole_weight_sparsity
@@ -77,7 +77,7 @@ class BenchmarkRunner:
         start = time.perf_counter()
         task = self.task(run.task, run.seed)
         dense_accuracy = self.dense_accuracy(run.task, run.seed)
-        budget = parse_budget(run.budget)
+        budget = Budget.parse(run.budget)
         if run.kind == "training":
             record, masks = self._training(run, task, budget)
         else:
@@ -103,7 +103,7 @@ class BenchmarkRunner:
         return record
 
     def _episode(self, run: Run, task: Task, budget: Budget) -> tuple[dict[str, Any], MaskSet]:
-        """A fixed or learned policy for one episode, then the shared fine-tuning budget.
+        """A fixed or learned policy for one episode, then the shared fine-tuning step count.
 
         A learned policy with a ``run.json`` beside its zip acts on the env it was
         trained on (its env id and settings, this run's task and budget).

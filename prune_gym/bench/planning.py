@@ -101,8 +101,8 @@ def run_settings(
     return settings
 
 
-def finetune_budgets(spec: BenchSpec, task: str) -> list[int]:
-    """The spec's fine-tuning budgets on ``task``, ``"matched"`` resolved to GMP's steps."""
+def finetune_step_counts(spec: BenchSpec, task: str) -> list[int]:
+    """The spec's fine-tuning step counts on ``task``, ``"matched"`` resolved to GMP's steps."""
     budgets = []
     for budget in spec.finetune_steps:
         if budget == MATCHED:
@@ -112,12 +112,14 @@ def finetune_budgets(spec: BenchSpec, task: str) -> list[int]:
 
 
 def variants(spec: BenchSpec, task: str, method: str, kind: str) -> list[dict[str, Any]]:
-    """The settings of every run of ``method`` on ``task``: one per fine-tuning budget
+    """The settings of every run of ``method`` on ``task``: one per fine-tuning step count
     (training-time methods: one), learned policies also behind ``BudgetProjection`` when
     ``spec.projection``."""
     if kind == "training":
         return [run_settings(spec, method, kind)]
-    settings = [run_settings(spec, method, kind, steps) for steps in finetune_budgets(spec, task)]
+    settings = [
+        run_settings(spec, method, kind, steps) for steps in finetune_step_counts(spec, task)
+    ]
     if kind == "learned" and spec.projection:
         settings += [variant | {"projection": True} for variant in settings]
     return settings

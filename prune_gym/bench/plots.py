@@ -2,7 +2,7 @@
 
 Every method keeps one style across figures: its own colour and marker (20 distinct
 before any repeats), and a line style by kind (one-shot solid, or dash-dot for its other
-fine-tuning budgets; training-time dashed; learned dotted), so the families stay apart at
+fine-tuning step counts; training-time dashed; learned dotted), so the families stay apart at
 a glance and a method's variants share its colour. Legends sit outside the axes; every
 figure says what its points and error bars are.
 """
@@ -28,7 +28,7 @@ COLORS = (
 )  # fmt: skip
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 LINESTYLES = {"one-shot": "-", "training": "--", "learned": ":"}
-#: line styles of a method's second, third... variants (other fine-tuning budgets, say).
+#: line styles of a method's second, third... variants (other fine-tuning step counts, say).
 VARIANT_LINESTYLES = ("-.", (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)))
 #: densities are drawn on a log axis; a layer removed entirely is drawn at this floor.
 DENSITY_FLOOR = 1e-3
@@ -165,7 +165,7 @@ def accuracy_vs_compression(
     _shared_legend(
         figure,
         axes,
-        "mean ± std over seeds\nsolid: one-shot (dash-dot: its\nother fine-tuning budget)\n"
+        "mean ± std over seeds\nsolid: one-shot (dash-dot: its\nother fine-tuning step count)\n"
         "dashed: training\ndotted: learned",
     )
     figure.tight_layout()

@@ -15,7 +15,7 @@ from prune_gym.checks import check_device, check_fraction, check_int, did_you_me
 from prune_gym.envs import check_env_id
 from prune_gym.pruning import Budget
 
-#: a fine-tuning budget equal to GMP's total optimizer steps on the task (``--finetune-steps``).
+#: a fine-tuning step count equal to GMP's total optimizer steps on the task (``--finetune-steps``).
 MATCHED = "matched"
 #: ``--budgets sweep``: parameter budgets at compression 2, 4, 8, 16, 32 and 64.
 SWEEP = tuple(f"params={1 / c:g}" for c in (2, 4, 8, 16, 32, 64))
@@ -32,11 +32,6 @@ def available_suites() -> list[str]:
     )
 
 
-def parse_budget(text: str) -> Budget:
-    """One budget: ``"params=0.1"``, or resources joined by ``+``: ``"flops=0.5+params=0.3"``."""
-    return Budget.parse(text.replace("+", ","))
-
-
 def loosest_first(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Distinct (task, budget label) pairs: tasks as first met, each task's budgets from
     the loosest to the tightest (by their smallest limit); the order of tables and panels."""
@@ -44,13 +39,8 @@ def loosest_first(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     tasks = list(dict.fromkeys(task for task, _ in pairs))
     return sorted(
         pairs,
-        key=lambda pair: (tasks.index(pair[0]), -min(parse_budget(pair[1]).limits.values())),
+        key=lambda pair: (tasks.index(pair[0]), -min(Budget.parse(pair[1]).limits.values())),
     )
-
-
-def budget_label(budget: Budget) -> str:
-    """The canonical text of a budget, used in records and file names."""
-    return "+".join(f"{r}={v:g}" for r, v in sorted(budget.limits.items()))
 
 
 def parse_budgets(text: str) -> list[str]:
@@ -60,7 +50,7 @@ def parse_budgets(text: str) -> list[str]:
         raise ValueError(
             f"--budgets {text!r} has an empty budget; e.g. params=0.1,flops=0.5 or sweep"
         )
-    return [budget_label(parse_budget(item)) for item in items]
+    return [Budget.parse(item).label for item in items]
 
 
 @dataclass(frozen=True)
@@ -122,7 +112,7 @@ class BenchSpec:
         check_device(self.device)
         check_env_id(self.env)
         for budget in self.budgets:
-            parse_budget(budget)
+            Budget.parse(budget)
 
 
 def load_suite(name_or_path: str) -> BenchSpec:

@@ -1,7 +1,7 @@
 """Per-layer ratio allocations that just meet an env's budget, and the one bisection behind them.
 
 Every function returns ratios over ``env.layer_names`` and judges feasibility with the
-env's exact costs (``env.meets_budget``), so an allocation that meets the budget here
+env's exact costs (``env.fits_ratios``), so an allocation that meets the budget here
 meets it in the episode. They are the fixed policies' allocations and the reference
 allocations of ``GlobalRatio-v0``'s ``action="logits"``.
 """
@@ -44,17 +44,17 @@ def least_feasible(
 
 
 def scaled_toward_max(
-    env: PruningEnv, ratios: np.ndarray, meets_budget: Callable[[np.ndarray], bool] | None = None
+    env: PruningEnv, ratios: np.ndarray, fits_ratios: Callable[[np.ndarray], bool] | None = None
 ) -> np.ndarray:
     """``ratios + f * (max_ratio - ratios)`` with the least ``f`` in [0, 1] meeting the budget.
 
-    ``meets_budget`` defaults to the env's exact check (``BudgetProjection`` passes one
+    ``fits_ratios`` defaults to the env's exact check (``BudgetProjection`` passes one
     that also sends the ratios through a float32 action first).
     """
-    meets_budget = env.meets_budget if meets_budget is None else meets_budget
+    fits_ratios = env.fits_ratios if fits_ratios is None else fits_ratios
     ratios = np.asarray(ratios, dtype=np.float64)
     gap = env.max_ratio - ratios
-    f = least_feasible(lambda f: meets_budget(ratios + f * gap), 0.0, 1.0)
+    f = least_feasible(lambda f: fits_ratios(ratios + f * gap), 0.0, 1.0)
     return ratios + f * gap
 
 
@@ -72,7 +72,7 @@ def erk_ratios(env: PruningEnv) -> np.ndarray:
         ratios = [1.0 - densities[name] for name in env.layer_names]
         return np.clip(ratios, env.min_ratio, env.max_ratio)
 
-    return ratios_at(least_feasible(lambda s: env.meets_budget(ratios_at(s)), 0.0, 1.0 - 1e-9))
+    return ratios_at(least_feasible(lambda s: env.fits_ratios(ratios_at(s)), 0.0, 1.0 - 1e-9))
 
 
 def global_ratios(env: PruningEnv, metric: str) -> np.ndarray:
@@ -109,6 +109,6 @@ def rescaled_to_budget(env: PruningEnv, densities: np.ndarray) -> np.ndarray:
     largest = math.log(high / densities.min())
     smallest = math.log(max(low, 1e-12) / densities.max())
     shrink = least_feasible(
-        lambda x: env.meets_budget(ratios_at(largest - x)), 0.0, largest - smallest
+        lambda x: env.fits_ratios(ratios_at(largest - x)), 0.0, largest - smallest
     )
     return ratios_at(largest - shrink)

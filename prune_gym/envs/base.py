@@ -212,7 +212,7 @@ class PruningEnv(gym.Env):
         """
 
         def meets_as_action(candidate: np.ndarray) -> bool:
-            return self.meets_budget(self.action_to_ratios(self.ratios_to_action(candidate)))
+            return self.fits_ratios(self.action_to_ratios(self.ratios_to_action(candidate)))
 
         return scaled_toward_max(self, ratios, meets_as_action)
 
@@ -359,29 +359,33 @@ class PruningEnv(gym.Env):
             limits[key] = min(limits[key], limit)
         return limits
 
-    def fits_budget(self, masks: MaskSet) -> bool:
-        """Whether ``masks`` meet every budget (a latency limit through its MAC proxy)."""
-        return self._within_limits(self.used_fractions(masks))
+    def fits(self, masks: MaskSet) -> bool:
+        """Whether ``masks`` meet every budget (a latency limit through its MAC proxy).
 
-    def fits_removing(self, removed: dict[str, int]) -> bool:
-        """``fits_budget`` of unstructured masks removing ``removed[name]`` weights per layer,
+        ``fits_removal`` and ``fits_ratios`` ask the same of removal counts and ratios;
+        all three judge used fractions by ``Budget.is_met``.
+        """
+        return self._fits_used(self.used_fractions(masks))
+
+    def fits_removal(self, removed: dict[str, int]) -> bool:
+        """``fits`` of unstructured masks removing ``removed[name]`` weights per layer,
         priced from the counts alone (``CostModel.fractions_removing``)."""
-        return self._within_limits(self.context.cost_model.fractions_removing(removed))
+        return self._fits_used(self.context.cost_model.fractions_removing(removed))
 
-    def _within_limits(self, used: dict[str, float]) -> bool:
-        """Whether used params/MAC fractions are within ``proxy_limits`` (up to round-off)."""
-        return all(used[r] <= limit + TOLERANCE for r, limit in self.proxy_limits().items())
-
-    def meets_budget(self, ratios: Any) -> bool:
-        """Whether per-layer ``ratios`` (over ``layer_names``) meet every budget, exactly."""
+    def fits_ratios(self, ratios: Any) -> bool:
+        """``fits`` of the masks of per-layer ``ratios`` (over ``layer_names``), exactly."""
         ratios = dict(zip(self.layer_names, np.asarray(ratios, dtype=np.float64), strict=True))
-        return self.fits_budget(self.context.builder().from_ratios(ratios))
+        return self.fits(self.context.builder().from_ratios(ratios))
+
+    def _fits_used(self, used: dict[str, float]) -> bool:
+        """Whether used params/MAC fractions meet ``proxy_limits`` (up to round-off)."""
+        return Budget(self.proxy_limits()).is_met(used)
 
     def budget_masks(self, builder: MaskBuilder) -> MaskSet:
         """The global-threshold masks of ``builder`` that just meet every budget.
 
         Unstructured: the fewest lowest-ranked weights whose removal fits, found in one
-        pass (``MaskBuilder.least_removal`` priced by ``fits_removing``). These are the
+        pass (``MaskBuilder.least_removal`` priced by ``fits_removal``). These are the
         masks a bisection on the global sparsity finds: it ends on the least feasible
         count of whole weights (below 2**30 weights its steps are finer than one).
         Channels: that bisection (structural costs are not a sum over channels). A
@@ -389,8 +393,8 @@ class PruningEnv(gym.Env):
         episode.
         """
         if builder.structure == "unstructured":
-            return builder.least_removal(self.fits_removing)
-        sparsity = least_feasible(lambda s: self.fits_budget(builder.global_threshold(s)), 0.0, 1.0)
+            return builder.least_removal(self.fits_removal)
+        sparsity = least_feasible(lambda s: self.fits(builder.global_threshold(s)), 0.0, 1.0)
         return builder.global_threshold(sparsity)
 
     def episode_info(self, masks: MaskSet, evaluation: dict[str, float]) -> dict[str, Any]:
@@ -433,14 +437,14 @@ class PruningEnv(gym.Env):
         """The final step's reward: ``info["accuracy"]``, or ``-info["loss"]`` (``reward``)."""
         return float(-info["loss"] if self.reward_kind == "loss" else info["accuracy"])
 
-    def evaluate_masks(self, masks: MaskSet, finetune_steps: int | None = None) -> dict[str, float]:
+    def reward_metrics(self, masks: MaskSet, finetune_steps: int | None = None) -> dict[str, float]:
         """Reward-sample accuracy/loss under ``masks``, fine-tuned ``finetune_steps`` first.
 
         Fine-tuning always draws from the task's seed, so a mask's reward depends on the
         mask alone: equal allocations get equal rewards, and the context's cache holds.
         """
         steps = self.finetune_steps if finetune_steps is None else finetune_steps
-        return self.context.evaluate(masks, steps, seed=self.context.task.seed)
+        return self.context.reward_metrics(masks, steps, seed=self.context.task.seed)
 
     @classmethod
     def reward_train_steps(cls, settings: dict[str, Any]) -> int:

@@ -187,7 +187,7 @@ class PruningContext:
             if finetune_steps > 0:
                 self.restore_dense_weights()
 
-    def evaluate(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
+    def reward_metrics(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
         """Accuracy and loss on the fixed reward samples under ``masks`` (see ``masked``).
 
         Remembered by mask (``MaskSet.digest``), steps and seed: an allocation revisited,
@@ -203,7 +203,7 @@ class PruningContext:
         """``val_accuracy``, ``val_loss`` and ``test_accuracy`` under ``masks`` (full splits).
 
         The final measure of every policy, after ``finetune_steps`` of training; cached
-        like ``evaluate``. Nothing is selected on test: it is only reported.
+        like ``reward_metrics``. Nothing is selected on test: it is only reported.
         """
         val, test = self.task.splits["val"], self.task.splits["test"]
 

@@ -141,6 +141,6 @@ class GlobalRatioEnv(PruningEnv):
         """Prune every layer at its ratio, evaluate, and end the episode."""
         ratios = self.action_to_ratios(action)
         masks = self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
-        info = self.episode_info(masks, self.evaluate_masks(masks))
+        info = self.episode_info(masks, self.reward_metrics(masks))
         info |= self.cost_info(info["used"])
         return self._observation.copy(), self.episode_reward(info), True, False, info

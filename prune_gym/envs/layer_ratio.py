@@ -132,7 +132,7 @@ class LayerRatioEnv(PruningEnv):
         masks = self.context.builder().from_ratios(
             dict(zip(self.layer_names, self._ratios, strict=True))
         )
-        info = self.episode_info(masks, self.evaluate_masks(masks))
+        info = self.episode_info(masks, self.reward_metrics(masks))
         final = {r: used - self._spent.get(r, 0.0) for r, used in info["used"].items()}
         info |= self.cost_info(final)
         return self._observation(), self.episode_reward(info), True, False, info

@@ -199,7 +199,7 @@ class MetricMixEnv(PruningEnv):
             builder = self.context.mask_builder(per_layer(mix, self._shapes))
             ratios = self.action_to_ratios(action[: self.num_layers])
             masks = builder.from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
-        info = self.episode_info(masks, self.evaluate_masks(masks))
+        info = self.episode_info(masks, self.reward_metrics(masks))
         info |= self.cost_info(info["used"])
         info["metric_weights"] = dict(zip(self.metrics, weights.tolist(), strict=True))
         return self._observation.copy(), self.episode_reward(info), True, False, info
@@ -214,7 +214,7 @@ class MetricMixEnv(PruningEnv):
         if self.structure == "channel":
             return self.budget_masks(self.context.mask_builder(per_layer(mix, self._shapes)))
         mix.index_fill_(0, self._dense_zeros, -math.inf)
-        return MaskSet(per_layer(lowest_kept(mix, self._sizes, self.fits_removing), self._shapes))
+        return MaskSet(per_layer(lowest_kept(mix, self._sizes, self.fits_removal), self._shapes))
 
     def _zero_in_dense_net(self) -> torch.Tensor:
         """Flat positions of the weights that are exactly zero in the dense net (usually none)."""

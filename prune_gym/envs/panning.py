@@ -302,7 +302,7 @@ class PanningEnv(PruningEnv):
         if not terminated:
             info |= self.cost_info({})
             return self._observation(loss_change, grad_change), float(reward), False, False, info
-        evaluation = self.evaluate_masks(self._masks, self.settings.reward_train_steps)
+        evaluation = self.reward_metrics(self._masks, self.settings.reward_train_steps)
         if self.reward_kind == "trained_accuracy" and not disconnected:
             reward = evaluation["accuracy"]
         info |= self.episode_info(self._masks, evaluation)

@@ -85,7 +85,7 @@ class LayerCost:
 class CostModel:
     """Per-layer dense costs of one architecture, measured once with one forward pass.
 
-    ``evaluate(masks)`` then costs any ``MaskSet`` with tensor arithmetic only, so an
+    ``costs(masks)`` then costs any ``MaskSet`` with tensor arithmetic only, so an
     environment can price every step without running the model. ``uncounted`` names the
     parameters outside prunable layers that the costs may leave out (see
     ``check_costed``); any other such parameter is a ``ValueError``.
@@ -106,7 +106,7 @@ class CostModel:
         """Prunable layer names in forward order."""
         return [layer.name for layer in self.layers]
 
-    def evaluate(self, masks: MaskSet | None = None) -> dict:
+    def costs(self, masks: MaskSet | None = None) -> dict:
         """Totals and per-layer rows of params and MACs under ``masks`` (dense if None)."""
         if masks is not None:
             missing = set(masks.masks) - set(self.layer_names)
@@ -154,7 +154,7 @@ class CostModel:
         and the channel groups, since budget searches ask for them many times a step.
         """
         if structural:
-            costs = self.evaluate(masks)
+            costs = self.costs(masks)
             return {
                 "params": costs["params_structural"] / self.params_dense,
                 "flops": costs["macs_structural"] / self.macs_dense,
@@ -302,7 +302,7 @@ def count_costs(
     """
     if masks is None:
         masks = MaskSet.from_model(model)
-    return CostModel(model, example_input, uncounted=uncounted).evaluate(masks)
+    return CostModel(model, example_input, uncounted=uncounted).costs(masks)
 
 
 def check_costed(model: nn.Module, uncounted: Sequence[str] = ()) -> None:
@@ -408,9 +408,15 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """Parse ``"flops=0.5,params=0.3"`` (the CLI form)."""
+        """Parse a budget's text, the one form every verb and record uses: ``"flops=0.5"``,
+        or resources joined by ``+``: ``"flops=0.5+params=0.3"`` (``label`` writes it)."""
+        if "," in text:
+            raise ValueError(
+                f"budget {text!r}: join one budget's resources with '+' "
+                "(e.g. flops=0.5+params=0.3); a comma separates budgets in bench --budgets"
+            )
         limits = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
+        for part in (p.strip() for p in text.split("+")):
             resource, sep, value = part.partition("=")
             if not sep:
                 raise ValueError(f"budget item {part!r} is not of the form resource=fraction")
@@ -419,6 +425,11 @@ class Budget:
             except ValueError as error:
                 raise ValueError(f"budget item {part!r}: {value!r} is not a number") from error
         return cls(limits)
+
+    @property
+    def label(self) -> str:
+        """The budget's text (``parse`` reads it back), as records and file names show it."""
+        return "+".join(f"{r}={v:g}" for r, v in sorted(self.limits.items()))
 
     def violation(self, used: dict[str, float]) -> float:
         """Largest excess of a used fraction over its limit, floored at 0.

@@ -54,7 +54,7 @@ class SharedRatioEnv(PruningEnv):
     def project_to_budget(self, action: Any) -> np.ndarray:
         def feasible(ratio: float) -> bool:
             shared = self.shared_ratio(self.ratios_to_action([ratio]))
-            return self.meets_budget(np.full(self.num_layers, shared))
+            return self.fits_ratios(np.full(self.num_layers, shared))
 
         start = self.shared_ratio(self.check_action(action))
         return self.ratios_to_action([least_feasible(feasible, start, self.max_ratio)])
@@ -66,7 +66,7 @@ class SharedRatioEnv(PruningEnv):
     def _act(self, action: np.ndarray):
         ratios = dict.fromkeys(self.layer_names, self.shared_ratio(action))
         masks = self.context.builder().from_ratios(ratios)
-        info = self.episode_info(masks, self.evaluate_masks(masks)) | {"floor": self.settings.floor}
+        info = self.episode_info(masks, self.reward_metrics(masks)) | {"floor": self.settings.floor}
         info |= self.cost_info(info["used"])
         return self._observation.copy(), self.episode_reward(info), True, False, info
 

@@ -47,7 +47,7 @@ def comparison_spec(
     """
     settings = {
         key: value
-        for key, value in config.env_settings(task=task, finetune_steps=0).items()
+        for key, value in config.env_settings(task=task, reward_finetune_steps=0).items()
         if key not in LEARNING_ONLY_SETTINGS
     }
     names = tuple(supported_policies(gym.make(config.env, **settings)))

@@ -18,6 +18,7 @@ import yaml
 
 from prune_gym.checks import check_choice, check_int, check_number, did_you_mean
 from prune_gym.envs import env_settings_names, family_env_id
+from prune_gym.envs.settings import renamed_settings
 
 #: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
 AGENTS = {"ppo-lag": "ppo-lag", "ppo": "ppo", "panning": "td3"}
@@ -37,11 +38,11 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "action": "logits",
         "reference": "best",
         "reward": "loss",
-        "finetune_steps": 10,
+        "reward_finetune_steps": 10,
         "max_ratio": 1.0,
     },
-    "prune_gym/LayerRatio-v0": {"reward": "loss", "finetune_steps": 10, "max_ratio": 1.0},
-    "prune_gym/MetricMix-v0": {"reward": "loss", "finetune_steps": 10, "max_ratio": 1.0},
+    "prune_gym/LayerRatio-v0": {"reward": "loss", "reward_finetune_steps": 10, "max_ratio": 1.0},
+    "prune_gym/MetricMix-v0": {"reward": "loss", "reward_finetune_steps": 10, "max_ratio": 1.0},
     PANNING_ENV: {"iterations": 10, "reward": "trained_accuracy", "train_steps": 100},
 }
 #: the shared training before val/test accuracy, for learned and fixed policies alike:
@@ -108,6 +109,7 @@ class RunConfig:
         for key in ("task", "budget"):
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs may not hold {key!r}: it is its own field")
+        self.env_kwargs = renamed_settings(self.env_kwargs)  # run.json files of 0.1
         accepted = env_settings_names(self.env)
         unknown = sorted(set(self.env_kwargs) - accepted)
         if unknown:

@@ -54,7 +54,7 @@ class SavedRun:
     env_kwargs: dict[str, Any]
     #: optimizer steps the agent's training spent training pruned nets for its rewards:
     #: ``timesteps`` times what one episode's reward trains (``reward_train_steps`` of the
-    #: env class: ``finetune_steps``, or Panning's ``train_steps``). At most: an episode
+    #: env class: ``reward_finetune_steps``, or Panning's ``train_steps``). At most: an episode
     #: ends at most once per env step, and rewards of masks seen before are cached.
     train_steps: int = 0
 

@@ -128,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         "action": args.action,
         "reference": args.reference,
         "reward": args.reward,
-        "finetune_steps": args.reward_finetune_steps,
+        "reward_finetune_steps": args.reward_finetune_steps,
     }
     env_kwargs |= {key: value for key, value in flags.items() if value is not None}
     optional = {"finetune_steps": args.finetune_steps, "eval_freq": args.eval_freq}

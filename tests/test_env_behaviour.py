@@ -139,7 +139,7 @@ def test_fine_tuning_before_the_reward_helps_and_leaves_the_shared_model_intact(
     action = np.full((3,), 0.6, dtype=np.float32)  # digits-mlp: three layers, ~60% pruned
     plain = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", max_ratio=0.99).unwrapped
     tuned = gym.make(
-        "prune_gym/GlobalRatio-v0", task="digits-mlp", max_ratio=0.99, finetune_steps=100
+        "prune_gym/GlobalRatio-v0", task="digits-mlp", max_ratio=0.99, reward_finetune_steps=100
     ).unwrapped
     plain.reset(seed=0)
     tuned.reset(seed=0)
@@ -211,7 +211,9 @@ def test_density_logits_start_at_the_reference_and_invert_ratios_that_meet_the_b
 
 
 def test_a_revisited_allocation_is_rewarded_from_the_cache_without_fine_tuning(monkeypatch):
-    env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=20).unwrapped
+    env = gym.make(
+        "prune_gym/GlobalRatio-v0", task="digits-mlp", reward_finetune_steps=20
+    ).unwrapped
     calls = []
     finetune = env.context.task.finetune
     monkeypatch.setattr(
@@ -223,7 +225,9 @@ def test_a_revisited_allocation_is_rewarded_from_the_cache_without_fine_tuning(m
     env.reset(seed=1)  # another episode, the same allocation
     assert env.step(action)[1] == first
     assert calls == [1] and env.context.reward_hits >= 1
-    other = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=20).unwrapped
+    other = gym.make(
+        "prune_gym/GlobalRatio-v0", task="digits-mlp", reward_finetune_steps=20
+    ).unwrapped
     other.reset(seed=2)
     assert other.step(action)[1] == first and calls == [1]  # shared by envs of one context
 

@@ -77,14 +77,14 @@ def test_prune_gym_bench_runs_fixed_policies_on_the_family(tmp_path):
 def test_prune_gym_train_trains_an_agent_on_the_family(tmp_path):
     args = ["train", "--import", str(MODULE), "--env", ENV, "--task", "digits-mlp"]
     args += ["--budget", "params=0.5", "--timesteps", "16", "--finetune-steps", "0"]
-    args += ["--env-kwargs", '{"floor": 0.1, "finetune_steps": 0}', "--episodes", "1"]
+    args += ["--env-kwargs", '{"floor": 0.1, "reward_finetune_steps": 0}', "--episodes", "1"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     run = json.loads((tmp_path / "run.json").read_text())
     # GlobalRatio-v0's defaults, less those the family does not take (action, reference)
     assert run["env_kwargs"] == {
         "floor": 0.1,
-        "finetune_steps": 0,
         "max_ratio": 1.0,
+        "reward_finetune_steps": 0,
         "reward": "loss",
     }
     rows = json.loads((tmp_path / "results.json").read_text())

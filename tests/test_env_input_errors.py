@@ -34,8 +34,8 @@ def no_model_built(monkeypatch):
 
 # item 4: Panning trains train_steps, not finetune_steps ---------------------------------
 def test_panning_refuses_finetune_steps_and_names_train_steps():
-    with pytest.raises(ValueError, match=r"finetune_steps=5.*Panning.*train_steps"):
-        gym.make(PANNING, task="digits-mlp", finetune_steps=5)
+    with pytest.raises(ValueError, match=r"reward_finetune_steps=5.*Panning.*train_steps"):
+        gym.make(PANNING, task="digits-mlp", reward_finetune_steps=5)
 
 
 def write_run(folder, env: str, env_kwargs: dict, timesteps: int = 50) -> str:
@@ -51,13 +51,19 @@ def write_run(folder, env: str, env_kwargs: dict, timesteps: int = 50) -> str:
         (PANNING, {"iterations": 10, "reward": "trained_accuracy", "train_steps": 100}, 5000),
         (PANNING, {"iterations": 10, "reward": "trained_accuracy"}, 50 * 200),
         (PANNING, {"iterations": 10, "reward": "proxy", "train_steps": 100}, 0),
+        ("prune_gym/GlobalRatio-v0", {"reward": "loss", "reward_finetune_steps": 10}, 500),
+        # a run.json of 0.1, under the setting's old name
         ("prune_gym/GlobalRatio-v0", {"reward": "loss", "finetune_steps": 10}, 500),
     ],
 )
 def test_saved_run_counts_the_training_each_env_does_for_its_rewards(
     tmp_path, env, env_kwargs, steps
 ):
-    saved = SavedRun.beside(write_run(tmp_path, env, env_kwargs))
+    if "finetune_steps" in env_kwargs:  # the old name is read, with a warning
+        with pytest.warns(DeprecationWarning, match="now reward_finetune_steps"):
+            saved = SavedRun.beside(write_run(tmp_path, env, env_kwargs))
+    else:
+        saved = SavedRun.beside(write_run(tmp_path, env, env_kwargs))
     assert saved.train_steps == steps
 
 

@@ -37,7 +37,7 @@ def test_numpy_scalars_are_accepted_as_numbers():
         task="digits-mlp",
         budget={"params": np.float32(0.5)},
         reward_samples=np.int64(100),
-        finetune_steps=np.int64(0),
+        reward_finetune_steps=np.int64(0),
         max_ratio=np.float64(0.9),
     ).unwrapped
     assert env.budget.limits == {"params": 0.5} and type(env.budget.limits["params"]) is float
@@ -165,3 +165,13 @@ def test_cli_names_unknown_keys_in_run_json(tmp_path, capsys):
         main(["eval", "--model", str(tmp_path / "model.zip")])
     assert exit_info.value.code == 2
     assert "unknown keys ['timestep']" in capsys.readouterr().err
+
+
+def test_the_old_name_of_reward_finetune_steps_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="finetune_steps is now reward_finetune_steps"):
+        env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=3)
+    assert env.unwrapped.settings.reward_finetune_steps == 3
+    with pytest.raises(TypeError, match="not also its old name finetune_steps"):
+        gym.make(
+            "prune_gym/GlobalRatio-v0", task="digits-mlp", finetune_steps=3, reward_finetune_steps=3
+        )

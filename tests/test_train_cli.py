@@ -49,7 +49,7 @@ def test_run_json_records_every_env_setting_and_the_reference(trained_run):
     assert run["budget"] == {"flops": 0.5, "params": 0.6} and run["algorithm"] == "ppo-lag"
     settings = run["env_kwargs"]
     assert settings["action"] == "logits" and settings["reward"] == "loss"
-    assert settings["finetune_steps"] == 10
+    assert settings["reward_finetune_steps"] == 10
     reference = json.loads((out / "results.json").read_text())[0]["reference"]
     rows = json.loads((out / "results.json").read_text())
     baseline = next(r for r in rows if r["policy"] == reference)

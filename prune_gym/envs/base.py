@@ -30,7 +30,7 @@ from prune_gym.envs.observations import (
     static_table,
 )
 from prune_gym.envs.policy_names import RANDOM, RANDOM_WEIGHTS, RATIO_METHODS
-from prune_gym.envs.settings import PruningSettings, settings_table
+from prune_gym.envs.settings import PruningSettings, renamed_settings, settings_table
 from prune_gym.pruning import Budget, MaskBuilder, MaskSet
 from prune_gym.pruning.cost import TOLERANCE
 
@@ -99,6 +99,7 @@ class PruningEnv(gym.Env):
 
     def __init__(self, **settings: Any) -> None:
         super().__init__()
+        settings = renamed_settings(settings)
         self.SETTINGS.check_names(settings, type(self).__name__)
         self._setup(self.SETTINGS(**settings))
 
@@ -113,7 +114,7 @@ class PruningEnv(gym.Env):
         self.structure = settings.structure
         self.budget: Budget = self.initial_budget()
         self.reward_kind = settings.reward
-        self.finetune_steps = settings.finetune_steps
+        self.reward_finetune_steps = settings.reward_finetune_steps
         self.min_ratio, self.max_ratio = settings.min_ratio, settings.max_ratio
         self.metrics = settings.metrics
         self.context = get_context(
@@ -438,12 +439,13 @@ class PruningEnv(gym.Env):
         return float(-info["loss"] if self.reward_kind == "loss" else info["accuracy"])
 
     def reward_metrics(self, masks: MaskSet, finetune_steps: int | None = None) -> dict[str, float]:
-        """Reward-sample accuracy/loss under ``masks``, fine-tuned ``finetune_steps`` first.
+        """Reward-sample accuracy/loss under ``masks``, fine-tuned ``finetune_steps`` first
+        (default ``reward_finetune_steps``).
 
         Fine-tuning always draws from the task's seed, so a mask's reward depends on the
         mask alone: equal allocations get equal rewards, and the context's cache holds.
         """
-        steps = self.finetune_steps if finetune_steps is None else finetune_steps
+        steps = self.reward_finetune_steps if finetune_steps is None else finetune_steps
         return self.context.reward_metrics(masks, steps, seed=self.context.task.seed)
 
     @classmethod
@@ -452,7 +454,7 @@ class PruningEnv(gym.Env):
 
         ``settings`` are keyword arguments of the env (as a ``run.json`` holds them).
         """
-        return cls.SETTINGS(**settings).reward_train_steps
+        return cls.SETTINGS(**renamed_settings(settings)).reward_train_steps
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Seed the env's RNG and start an episode; subclasses return its first observation."""

@@ -88,12 +88,12 @@ class PanningSettings(PruningSettings):
     )
 
     def __post_init__(self) -> None:
-        if self.finetune_steps != 0:
+        if self.reward_finetune_steps != 0:
             raise ValueError(
-                f"finetune_steps={self.finetune_steps!r} is not a Panning setting: Panning "
-                "trains the final sparse net from its initialisation for train_steps (with "
-                "reward='trained_accuracy'); give train_steps= instead (finetune_steps may "
-                "only be 0)"
+                f"reward_finetune_steps={self.reward_finetune_steps!r} is not a Panning "
+                "setting: Panning trains the final sparse net from its initialisation for "
+                "train_steps (with reward='trained_accuracy'); give train_steps= instead "
+                "(reward_finetune_steps may only be 0)"
             )
         if self.structure != "unstructured":
             raise ValueError(
@@ -160,7 +160,7 @@ class PanningEnv(PruningEnv):
     divided by 5, both capped at 10); a fully disconnected net ends the episode at -100
     per iteration left. ``reward="trained_accuracy"`` instead trains the final sparse net
     for ``train_steps`` and pays its reward-sample accuracy at the end (Panning takes
-    ``train_steps``, not ``finetune_steps``, which may only be 0). The target is drawn per
+    ``train_steps``, not ``reward_finetune_steps``, which may only be 0). The target is drawn per
     episode from ``target_range``, a pair (low, high) with 0 <= low <= high < 1, unless
     ``target`` (or ``budget={"params": p}``, meaning target 1 - p) is given.
     """

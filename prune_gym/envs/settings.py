@@ -10,6 +10,7 @@ Arguments table of each env's docstring (``settings_table``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import field
 from inspect import formatannotation
@@ -22,6 +23,31 @@ from prune_gym.tasks import Task
 
 DEFAULT_METRICS = ("magnitude", "snip", "grasp", "synflow")
 DEFAULT_BUDGET = {"flops": 0.5}
+
+
+#: settings renamed since an earlier version: old name -> new name (still read, with a warning).
+RENAMED = {"finetune_steps": "reward_finetune_steps"}
+
+
+def renamed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with names renamed since an earlier version (``RENAMED``) updated.
+
+    An old name warns (``DeprecationWarning``), so saved ``run.json`` files still load;
+    giving both names is a ``TypeError``.
+    """
+    updated = dict(settings)
+    for old, new in RENAMED.items():
+        if old in updated:
+            if new in updated:
+                raise TypeError(f"give {new}, not also its old name {old}")
+            warnings.warn(
+                f"the env setting {old} is now {new} ({old} names the training of final "
+                "masks in train and bench)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            updated[new] = updated.pop(old)
+    return updated
 
 
 def doc(text: str) -> dict[str, str]:
@@ -66,8 +92,11 @@ class PruningSettings:
         default=None,
         metadata=doc("fixed validation samples scored for the reward; default all, up to 1000"),
     )
-    finetune_steps: int = field(
-        default=0, metadata=doc("fine-tuning steps of the pruned net before the reward")
+    reward_finetune_steps: int = field(
+        default=0,
+        metadata=doc(
+            "fine-tuning steps of the pruned net before the reward (`finetune_steps` until 0.2)"
+        ),
     )
     min_ratio: float = field(default=0.0, metadata=doc("smallest pruning ratio an action maps to"))
     max_ratio: float | None = field(
@@ -105,7 +134,10 @@ class PruningSettings:
             raise ValueError(
                 f"reward={self.reward!r} is not supported here; expected {self.REWARDS}"
             )
-        self._set("finetune_steps", check_int(self.finetune_steps, "finetune_steps", low=0))
+        self._set(
+            "reward_finetune_steps",
+            check_int(self.reward_finetune_steps, "reward_finetune_steps", low=0),
+        )
         if isinstance(self.metrics, str):
             raise TypeError(
                 f"metrics must be a list of metric names, not the string {self.metrics!r}"
@@ -124,8 +156,8 @@ class PruningSettings:
 
     @property
     def reward_train_steps(self) -> int:
-        """Optimizer steps one episode's reward trains the pruned net: ``finetune_steps``."""
-        return self.finetune_steps
+        """Optimizer steps one episode's reward trains the pruned net."""
+        return self.reward_finetune_steps
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from prune_gym.checks import check_choice
+
 STRUCTURES = ("unstructured", "channel")
 
 
@@ -53,9 +55,7 @@ def clone_model(model: nn.Module) -> nn.Module:
 
 def check_structure(structure: str) -> str:
     """Validate a structure name, returning it."""
-    if structure not in STRUCTURES:
-        raise ValueError(f"structure={structure!r} is not supported; expected one of {STRUCTURES}")
-    return structure
+    return check_choice(structure, "structure", STRUCTURES)
 
 
 class MaskSet:

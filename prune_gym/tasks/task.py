@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from prune_gym import __version__
-from prune_gym.checks import check_int, check_number, is_integer
+from prune_gym.checks import check_choice, check_int, check_number, is_integer
 from prune_gym.pruning.cost import CostModel
 from prune_gym.pruning.masks import MaskSet
 from prune_gym.tasks import cache, data
@@ -241,8 +241,7 @@ class Task:
         self, model: nn.Module, split: str = "val", limit: int | None = None
     ) -> dict[str, float]:
         """``{"accuracy", "loss"}`` of ``model`` on a split (its first ``limit`` samples)."""
-        if split not in SPLIT_NAMES:
-            raise ValueError(f"split={split!r} is not one of {SPLIT_NAMES}")
+        check_choice(split, "split", SPLIT_NAMES)
         if limit is not None and limit < 1:
             raise ValueError(f"limit={limit!r} must be a positive int or None")
         return evaluate_split(model, self.splits[split], limit)

@@ -2,7 +2,7 @@
 
 The agent's reward is a cheap proxy (a few fine-tuning steps, the reward samples); what
 is reported is the accuracy after the shared fine-tuning step count. So during training the
-deterministic policy is assessed the way every policy is in the end (``evaluate`` with
+deterministic policy is assessed the way every policy is in the end (``assess_policy`` with
 ``finetune_steps``), on validation only, and the best checkpoint is the model kept: the
 choice is made on val, never on test. A checkpoint that meets the budget always beats one
 that does not (a denser, infeasible allocation is usually more accurate), so the budget is
@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 from stable_baselines3.common.callbacks import BaseCallback
 
-from prune_gym.evaluation import evaluate
+from prune_gym.evaluation import assess_policy
 
 
 class ValidationSelection(BaseCallback):
@@ -70,7 +70,7 @@ class ValidationSelection(BaseCallback):
     def _check(self) -> None:
         """Assess the current deterministic policy; remember its weights if best so far."""
         self._last_check = self.num_timesteps
-        (record,) = evaluate(
+        (record,) = assess_policy(
             self.model, self.env, 1, seed=self.seed, finetune_steps=self.finetune_steps
         )
         check = {"timesteps": self.num_timesteps}

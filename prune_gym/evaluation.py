@@ -1,4 +1,4 @@
-"""Evaluate any policy, learned (an SB3 model) or fixed (a baseline), on a pruning env.
+"""Assess any policy, learned (an SB3 model) or fixed (a baseline), on a pruning env.
 
 Both speak SB3's ``predict(obs, deterministic=...)``, so one loop serves them: it runs
 episodes, sums costs, and re-assesses the final masks on the full validation and test
@@ -53,7 +53,7 @@ def assess_masks(
     return context.assess(masks, finetune_steps, seed)
 
 
-def evaluate(
+def assess_policy(
     policy: Policy,
     env: gym.Env,
     n_episodes: int = 1,

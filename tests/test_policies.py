@@ -9,7 +9,7 @@ from torch.nn.utils import prune
 
 from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
 from prune_gym.baselines.policies import PANNING_STAGES
-from prune_gym.evaluation import evaluate
+from prune_gym.evaluation import assess_policy
 from prune_gym.pruning import MaskSet, prunable_layers
 
 ENVS = [
@@ -27,7 +27,7 @@ def test_every_policy_meets_the_budget_on_every_env_it_supports(env_id, kwargs, 
     settings = {"task": "digits-cnn", "structure": structure, "budget": budget, **kwargs}
     for name in supported_policies(gym.make(env_id, **settings)):
         env = gym.make(env_id, **settings | policy_env_settings(name))
-        record = evaluate(make_policy(name, env), env, n_episodes=2)
+        record = assess_policy(make_policy(name, env), env, n_episodes=2)
         assert all(r["feasible"] for r in record), (name, [r["budget_violation"] for r in record])
         for resource, limit in budget.items():
             used = record[0]["macs_ratio" if resource == "flops" else "params_ratio"]
@@ -44,7 +44,7 @@ def test_panning_policies_prune_to_the_target():
         "panning-handset",
     )
     for name in supported_policies(env):
-        (record,) = evaluate(make_policy(name, env), env)
+        (record,) = assess_policy(make_policy(name, env), env)
         assert record["feasible"] and record["sparsity"] == pytest.approx(0.95, abs=1e-4)
         assert record["length"] == 5
 
@@ -66,7 +66,7 @@ def test_panning_handset_uses_the_papers_stages():
 
 def test_global_magnitude_on_global_ratio_equals_torch_global_unstructured():
     env = gym.make("prune_gym/GlobalRatio-v0", task="digits-cnn", budget={"params": 0.15})
-    (record,) = evaluate(make_policy("global-magnitude", env), env)
+    (record,) = assess_policy(make_policy("global-magnitude", env), env)
     masks = env.unwrapped.last_masks
     model = env.unwrapped.context.task.pretrained_model()
     prune.global_unstructured(
@@ -79,11 +79,11 @@ def test_global_magnitude_on_global_ratio_equals_torch_global_unstructured():
         assert torch.equal(masks[name], reference[name]), name
 
 
-def test_evaluate_treats_sb3_models_and_fixed_policies_alike():
+def test_assess_policy_treats_sb3_models_and_fixed_policies_alike():
     env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"flops": 0.5})
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=1, seed=0).learn(32)
     for policy in (model, make_policy("uniform", env)):
-        records = evaluate(policy, env, n_episodes=2, seed=5)
+        records = assess_policy(policy, env, n_episodes=2, seed=5)
         assert [r["seed"] for r in records] == [5, 6]
         for record in records:
             assert {"return", "accuracy", "val_accuracy", "test_accuracy", "macs_ratio"} <= set(
@@ -96,10 +96,10 @@ def test_evaluate_treats_sb3_models_and_fixed_policies_alike():
 def test_fine_tuning_budget_is_applied_before_val_and_test():
     env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", budget={"params": 0.05})
     policy = make_policy("uniform", env)
-    (plain,) = evaluate(policy, env)
-    (tuned,) = evaluate(policy, env, finetune_steps=150)
+    (plain,) = assess_policy(policy, env)
+    (tuned,) = assess_policy(policy, env, finetune_steps=150)
     assert tuned["val_accuracy"] > plain["val_accuracy"]
-    (again,) = evaluate(policy, env)  # the shared model is restored after fine-tuning
+    (again,) = assess_policy(policy, env)  # the shared model is restored after fine-tuning
     assert again["val_accuracy"] == plain["val_accuracy"]
 
 
@@ -110,7 +110,7 @@ def test_unknown_and_unsupported_policies_are_rejected():
     with pytest.raises(ValueError, match="erk"):
         make_policy("erk", env)  # global mode only chooses a mix
     with pytest.raises(ValueError, match="n_episodes"):
-        evaluate(make_policy("random", env), env, n_episodes=0)
+        assess_policy(make_policy("random", env), env, n_episodes=0)
 
 
 def test_random_weights_keeps_weights_at_random_and_needs_its_env():
@@ -120,7 +120,7 @@ def test_random_weights_keeps_weights_at_random_and_needs_its_env():
     chosen = {}
     for name in ("random-weights", "global-magnitude"):
         env = gym.make("prune_gym/GlobalRatio-v0", **settings | policy_env_settings(name))
-        evaluate(make_policy(name, env), env)
+        assess_policy(make_policy(name, env), env)
         chosen[name] = env.unwrapped.last_masks
     random_kept, magnitude_kept = chosen["random-weights"], chosen["global-magnitude"]
     ratios = np.array(list(random_kept.ratios().values()))

@@ -34,7 +34,7 @@ def run_checks(monkeypatch, checks: list[dict]) -> tuple[float, int]:
     Returns the checkpoint it restores (0: the untrained policy) and ``kept_timesteps``.
     """
     queue = iter(checks)
-    monkeypatch.setattr(selection, "evaluate", lambda *args, **kwargs: [next(queue)])
+    monkeypatch.setattr(selection, "assess_policy", lambda *args, **kwargs: [next(queue)])
     callback = ValidationSelection(env=None, finetune_steps=0, eval_freq=100, seed=0)
     callback.init_callback(ScriptedModel())
     callback.on_training_start({}, {})

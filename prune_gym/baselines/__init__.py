@@ -1,7 +1,7 @@
 """Classical pruning methods: one-shot methods as fixed policies, training-time methods.
 
 ``make_policy(name, env)`` gives an object with SB3's ``predict``, so learned and fixed
-policies are evaluated alike (``prune_gym.evaluation.evaluate``).
+policies are evaluated alike (``prune_gym.evaluation.assess_policy``).
 """
 
 from prune_gym.baselines.policies import (

@@ -21,7 +21,7 @@ from prune_gym.baselines.methods import run_method
 from prune_gym.bench.overlap import aligned_overlap, support_recovery
 from prune_gym.bench.planning import Run
 from prune_gym.bench.spec import BenchSpec
-from prune_gym.evaluation import evaluate
+from prune_gym.evaluation import assess_policy
 from prune_gym.pruning import Budget, MaskSet
 from prune_gym.pruning.allocate import whole_weight_sparsity
 from prune_gym.tasks import Task, make
@@ -128,7 +128,7 @@ class BenchmarkRunner:
         else:
             policy = make_policy(run.method, env, seed=run.seed)
         steps = run.settings["finetune_steps"]
-        (record,) = evaluate(policy, env, 1, seed=run.seed, finetune_steps=steps)
+        (record,) = assess_policy(policy, env, 1, seed=run.seed, finetune_steps=steps)
         # optimizer steps spent: the final fine-tuning, and a learned policy's training (its
         # rewards' fine-tuning: an upper bound, as rewards of masks seen before are cached)
         record["train_steps"] = steps + run.settings.get("agent_train_steps", 0)

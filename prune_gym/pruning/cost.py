@@ -150,7 +150,7 @@ class CostModel:
     def used_fractions(self, masks: MaskSet, structural: bool = False) -> dict[str, float]:
         """Kept fractions of the dense ``params`` and MACs (``flops``), nonzero or structural.
 
-        The same numbers as ``evaluate``'s totals; the nonzero ones skip the per-layer rows
+        The same numbers as ``costs``' totals; the nonzero ones skip the per-layer rows
         and the channel groups, since budget searches ask for them many times a step.
         """
         if structural:

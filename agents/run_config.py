@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from prune_gym.checks import check_choice, check_int, check_number, did_you_mean
-from prune_gym.envs import env_settings_names, family_env_id
+from prune_gym.checks import check_choice, check_int, check_number
+from prune_gym.envs import env_settings_names, family_env_id, prune_gym_env_class
 from prune_gym.envs.settings import renamed_settings
 
 #: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
@@ -111,13 +111,12 @@ class RunConfig:
                 raise ValueError(f"env_kwargs may not hold {key!r}: it is its own field")
         self.env_kwargs = renamed_settings(self.env_kwargs)  # run.json files of 0.1
         accepted = env_settings_names(self.env)
-        unknown = sorted(set(self.env_kwargs) - accepted)
-        if unknown:
-            hints = "".join(did_you_mean(name, accepted) for name in unknown)
-            raise ValueError(
-                f"{self.env} does not take the setting(s) {unknown}; it takes "
-                f"{sorted(accepted - {'task', 'budget'})}.{hints}"
+        try:  # the env's own check, before anything is built or written
+            prune_gym_env_class(self.env).SETTINGS.check_names(
+                [name for name in self.env_kwargs if name not in accepted], self.env
             )
+        except TypeError as error:  # a usage error: one line from the CLI
+            raise ValueError(str(error)) from error
         defaults = {k: v for k, v in ENV_DEFAULTS.get(family, {}).items() if k in accepted}
         self.env_kwargs = defaults | dict(self.env_kwargs)
 

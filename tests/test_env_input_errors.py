@@ -11,6 +11,7 @@ from torch import nn
 import prune_gym
 from prune_gym.algorithms import SavedRun
 from prune_gym.tasks import Split, Task, TrainRecipe
+from prune_gym.tasks import task as task_module
 
 IDS = list(prune_gym.ENV_IDS)
 PANNING = "prune_gym/Panning-v0"
@@ -152,7 +153,7 @@ def data_of_four_features() -> tuple[Split, Split]:
 def test_a_model_with_nothing_to_prune_is_refused_before_training(env_id, build, monkeypatch):
     recipe = TrainRecipe(lr=1e-2, batch_size=20, epochs=1)
     task = Task("nothing-to-prune", build, data_of_four_features, recipe, (4,), 2)
-    monkeypatch.setattr(Task, "pretrained_model", pytest.fail)
+    monkeypatch.setattr(task_module, "train_dense", pytest.fail)  # refused before training
     with pytest.raises(ValueError, match=r"has no prunable layer.*nn\.Linear, nn\.Conv1d"):
         gym.make(env_id, task=task)
 

@@ -112,7 +112,7 @@ class PruningEnv(gym.Env):
         self.settings = settings
         self.render_mode = settings.render_mode
         self.structure = settings.structure
-        self.budget: Budget = self.initial_budget()
+        self.budget = self.initial_budget()
         self.reward_kind = settings.reward
         self.reward_finetune_steps = settings.reward_finetune_steps
         self.min_ratio, self.max_ratio = settings.min_ratio, settings.max_ratio
@@ -133,8 +133,9 @@ class PruningEnv(gym.Env):
         self.last_masks: MaskSet | None = None
         #: whether the last step ended the episode (``step`` then waits for ``reset``).
         self._episode_over = False
-        self._check_budget_reachable()
-        self._check_latency_measurable()
+        tightest = self.tightest_masks()
+        self._check_budget_reachable(tightest)
+        self._check_latency_measurable(tightest)
 
     def initial_budget(self) -> Budget:
         """The budget the env starts with: the ``budget`` setting."""
@@ -222,12 +223,11 @@ class PruningEnv(gym.Env):
         """The masks of the most pruning action: every controlled layer at ``max_ratio``."""
         return self.context.builder().from_ratios(dict.fromkeys(self.layer_names, self.max_ratio))
 
-    def _check_budget_reachable(self) -> None:
-        """Raise ``ValueError`` if no action can meet the params or flops budget.
-
-        A latency budget is measured per episode and cannot be checked here.
+    def _check_budget_reachable(self, tightest: MaskSet) -> None:
+        """Raise ``ValueError`` if no action can meet the params or flops budget: not even
+        the ``tightest`` masks. A latency budget is measured per episode, not here.
         """
-        used = self.used_fractions(self.tightest_masks())
+        used = self.used_fractions(tightest)
         unreachable = {
             r: used[r]
             for r, limit in self.budget.limits.items()
@@ -247,7 +247,7 @@ class PruningEnv(gym.Env):
         """Whether actions set per-layer ratios in [min_ratio, max_ratio]."""
         return True
 
-    def _check_latency_measurable(self) -> None:
+    def _check_latency_measurable(self, tightest: MaskSet) -> None:
         """Raise ``ValueError`` if, under a latency budget, an action can empty a layer.
 
         Latency is measured on the exported channel-pruned model, and a layer left
@@ -256,7 +256,7 @@ class PruningEnv(gym.Env):
         """
         if "latency" not in self.budget.limits or not self.acts_by_ratios:
             return
-        ratios = self.tightest_masks().ratios()
+        ratios = tightest.ratios()
         emptied = [name for name in self.layer_names if ratios[name] >= 1.0]
         if emptied:
             builder = self.context.builder()
@@ -352,13 +352,24 @@ class PruningEnv(gym.Env):
         """Fraction of the dense params and MACs that ``masks`` keep (structural for channels)."""
         return self.context.cost_model.used_fractions(masks, self.structure == "channel")
 
-    def proxy_limits(self) -> dict[str, float]:
-        """Limits on the MAC and param fractions; a latency limit acts on MACs (its proxy)."""
+    @property
+    def budget(self) -> Budget:
+        """This episode's budget; setting it also sets the ``proxy_budget`` it implies."""
+        return self._budget
+
+    @budget.setter
+    def budget(self, budget: Budget) -> None:
         limits = {"params": 1.0, "flops": 1.0}
-        for resource, limit in self.budget.limits.items():
+        for resource, limit in budget.limits.items():
             key = "flops" if resource == "latency" else resource
             limits[key] = min(limits[key], limit)
-        return limits
+        self._budget = budget
+        #: limits on the MAC and param fractions; a latency limit acts on MACs (its proxy).
+        self.proxy_budget = Budget(limits)
+
+    def proxy_limits(self) -> dict[str, float]:
+        """``proxy_budget``'s limits: params and MACs, a latency limit acting on MACs."""
+        return self.proxy_budget.limits
 
     def fits(self, masks: MaskSet) -> bool:
         """Whether ``masks`` meet every budget (a latency limit through its MAC proxy).
@@ -379,8 +390,8 @@ class PruningEnv(gym.Env):
         return self.fits(self.context.builder().from_ratios(ratios))
 
     def _fits_used(self, used: dict[str, float]) -> bool:
-        """Whether used params/MAC fractions meet ``proxy_limits`` (up to round-off)."""
-        return Budget(self.proxy_limits()).is_met(used)
+        """Whether used params/MAC fractions meet ``proxy_budget`` (up to round-off)."""
+        return self.proxy_budget.is_met(used)
 
     def budget_masks(self, builder: MaskBuilder) -> MaskSet:
         """The global-threshold masks of ``builder`` that just meet every budget.

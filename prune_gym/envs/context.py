@@ -31,7 +31,6 @@ from prune_gym.pruning import (
     compute_scores,
     export_channel_pruned,
     measure_latency,
-    prunable_layers,
 )
 from prune_gym.pruning.masks import check_structure
 from prune_gym.tasks import Task, evaluate_split, evaluate_tensors
@@ -76,10 +75,7 @@ class PruningContext:
         self.weights, self.structure = key.weights, key.structure
         self.metrics, self.rank_by = key.metrics, key.rank_by
         self.device = torch.device(key.device)
-        model = task.build_model()
-        prunable_layers(model)  # a model with nothing to prune is refused before training
-        if key.weights == "pretrained":
-            model = task.pretrained_model()
+        model = task.pretrained_model() if key.weights == "pretrained" else task.build_model()
         self.model = model.to(self.device).eval()
         self.example_input = task.example_input().to(self.device)
         self.cost_model = task.cost_model(self.model, self.example_input)

@@ -23,6 +23,7 @@ from torch import nn
 from prune_gym import __version__
 from prune_gym.checks import check_choice, check_int, check_number, is_integer
 from prune_gym.pruning.cost import CostModel
+from prune_gym.pruning.layers import prunable_layers
 from prune_gym.pruning.masks import MaskSet
 from prune_gym.tasks import cache, data
 from prune_gym.tasks.data import Split
@@ -334,7 +335,11 @@ class Task:
         return model.eval()
 
     def _load_or_train(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Dense weights from the verified cache file, else trained (once across processes)."""
+        """Dense weights from the verified cache file, else trained (once across processes).
+
+        A model with nothing to prune is refused (``prunable_layers``) before any training.
+        """
+        prunable_layers(model)
 
         def train() -> dict[str, torch.Tensor]:
             train_dense(model, self.splits["train"], self.recipe, seed=self.seed, desc=self.name)

@@ -233,3 +233,21 @@ def test_the_exit_codes_are_documented(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for code in ("1: a run failed", "2: a usage error", "74: an I/O error"):
         assert code in text
+
+
+def test_write_atomically_replaces_whole_or_leaves_the_old_file(tmp_path, monkeypatch):
+    from prune_gym.files import write_atomically
+
+    target = tmp_path / "report.txt"
+    write_atomically(target, "first")
+    write_atomically(target, b"second")
+    assert target.read_text() == "second" and oct(target.stat().st_mode & 0o777) == "0o644"
+
+    def full(_descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"report\.txt"):
+        write_atomically(target, "third")
+    assert target.read_text() == "second"  # untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["report.txt"]  # no temporary file left

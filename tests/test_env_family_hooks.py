@@ -89,3 +89,14 @@ def test_prune_gym_train_trains_an_agent_on_the_family(tmp_path):
     }
     rows = json.loads((tmp_path / "results.json").read_text())
     assert {row["policy"] for row in rows} >= {"uniform", "random"}
+
+
+def test_the_env_class_of_an_id_is_found_and_other_envs_are_refused():
+    from prune_gym.envs import GlobalRatioEnv, prune_gym_env_class
+
+    assert prune_gym_env_class("prune_gym/GlobalRatio-v0") is GlobalRatioEnv
+    assert prune_gym_env_class(ENV).__name__ == "SharedRatioEnv"
+    with pytest.raises(
+        ValueError, match=r"'CartPole-v1' makes 'CartPoleEnv'.* not a prune-gym env"
+    ):
+        prune_gym_env_class("CartPole-v1")

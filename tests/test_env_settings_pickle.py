@@ -120,3 +120,15 @@ def test_panning_derives_its_target_once_and_keeps_a_fixed_budget():
     assert drawn.budget.limits["params"] == pytest.approx(1 - drawn.target)
     with pytest.raises(ValueError, match=r"target=0\.5 and budget=.*disagree"):
         gym.make(PANNING, task="digits-mlp", target=0.5, budget={"params": 0.1})
+
+
+def test_the_settings_render_each_env_s_arguments_table():
+    from prune_gym.envs import GlobalRatioEnv
+    from prune_gym.envs.settings import settings_table
+
+    table = settings_table(GlobalRatioSettings).splitlines()
+    assert table[0] == "| Parameter | Type | Default | Description |"
+    rows = {line.split("|")[1].strip(" `"): line for line in table[2:]}
+    assert set(rows) == set(GlobalRatioSettings.names())
+    assert "`'ratios'`" in rows["action"] and "`0`" in rows["reward_finetune_steps"]
+    assert "\n".join(table) in GlobalRatioEnv.__doc__  # the docstring's Arguments table

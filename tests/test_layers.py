@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from prune_gym.pruning import ChannelStructure, prunable_layers
-from prune_gym.pruning.layers import weight_shapes
+from prune_gym.pruning.layers import eval_mode, weight_shapes
 from prune_gym.tasks.models import resnet20
 
 
@@ -69,3 +69,11 @@ def test_weight_shapes_follow_prunable_layers():
     shapes = weight_shapes(model)
     assert list(shapes) == [name for name, _ in prunable_layers(model)]
     assert shapes["conv1"] == (16, 3, 3, 3) and shapes["fc"] == (10, 64)
+
+
+def test_eval_mode_restores_every_module_s_own_mode():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.BatchNorm1d(4))
+    model[2].eval()  # a mixed state: the container trains, its BatchNorm does not
+    with eval_mode(model):
+        assert not any(module.training for module in model.modules())
+    assert [module.training for module in model.modules()] == [True, True, True, False]

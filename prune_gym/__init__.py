@@ -1,7 +1,8 @@
 """prune-gym: neural-network pruning as a family of Gymnasium environments.
 
 Importing the package registers every environment id (``prune_gym/LayerRatio-v0``,
-``prune_gym/GlobalRatio-v0``, ``prune_gym/MetricMix-v0``, ``prune_gym/Panning-v0``).
+``prune_gym/GlobalRatio-v0``, ``prune_gym/MetricMix-v0``, ``prune_gym/Panning-v0``), and
+the ratio envs' native vector envs (``gymnasium.make_vec``, ``prune_gym.envs.vector``).
 
 Versioning: ``__version__`` is part of every benchmark run's key, of every record and of
 the dense-weights cache key, so results made by other code are never reused. It is bumped
@@ -15,10 +16,15 @@ __version__ = "0.2.0"
 
 import gymnasium as gym
 
-from prune_gym.envs import ENV_IDS
+from prune_gym.envs import ENV_IDS, VECTOR_ENTRY_POINTS
 
 for _env_id, _entry_point in ENV_IDS.items():
     if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point=_entry_point, disable_env_checker=True)
+        gym.register(
+            id=_env_id,
+            entry_point=_entry_point,
+            vector_entry_point=VECTOR_ENTRY_POINTS.get(_env_id),
+            disable_env_checker=True,
+        )
 
 __all__ = ["ENV_IDS", "__version__"]

@@ -243,3 +243,30 @@ def test_the_loss_reward_is_minus_the_reward_samples_cross_entropy(env_id):
     with env.context.masked(env.last_masks) as model:
         expected = evaluate_tensors(model, env.context.reward_inputs, env.context.reward_targets)
     assert info["loss"] == pytest.approx(expected["loss"])
+
+
+def test_unstructured_budget_checks_count_weights_exactly_as_built_masks_do():
+    env = gym.make(
+        "prune_gym/GlobalRatio-v0", task="digits-cnn", budget={"params": 0.3}, action="logits"
+    ).unwrapped
+    builder = env.context.builder()
+
+    def fits_built_masks(ratios):  # the check before: build the masks, then price them
+        return env.fits(builder.from_ratios(dict(zip(env.layer_names, ratios, strict=True))))
+
+    rng = np.random.default_rng(0)
+    checks = [rng.uniform(0, 1, env.num_layers) for _ in range(300)]
+    edge = env.action_to_ratios(np.zeros(env.num_layers))  # on the budget, to a weight
+    checks += [edge, np.nextafter(edge, 0.0), np.nextafter(edge, 1.0)]
+    for ratios in checks:
+        assert env.fits_ratios(ratios) == fits_built_masks(ratios)
+    actions = [rng.uniform(-1, 1, env.num_layers) for _ in range(20)]
+    rescaled = [env.action_to_ratios(action) for action in actions]
+    env.fits_ratios = fits_built_masks
+    before = [env.action_to_ratios(action) for action in actions]
+    for new, old in zip(rescaled, before, strict=True):
+        np.testing.assert_array_equal(new, old)  # bit-identical allocations
+    with pytest.raises(ValueError, match="ratio of layer"):
+        gym.make("prune_gym/GlobalRatio-v0", task="digits-cnn").unwrapped.fits_ratios(
+            [1.5] * env.num_layers
+        )

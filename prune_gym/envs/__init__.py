@@ -22,6 +22,11 @@ ENV_IDS = {
     "prune_gym/MetricMix-v0": "prune_gym.envs.metric_mix:MetricMixEnv",
     "prune_gym/Panning-v0": "prune_gym.envs.panning:PanningEnv",
 }
+#: registered id -> the native vector env ``gymnasium.make_vec`` makes (``PruningVectorEnv``).
+VECTOR_ENTRY_POINTS = {
+    "prune_gym/LayerRatio-v0": "prune_gym.envs.vector:LayerRatioVectorEnv",
+    "prune_gym/GlobalRatio-v0": "prune_gym.envs.vector:GlobalRatioVectorEnv",
+}
 
 
 def check_env_id(env_id: str) -> str:
@@ -89,6 +94,7 @@ def family_env_id(env_id: str) -> str:
 
 __all__ = [
     "ENV_IDS",
+    "VECTOR_ENTRY_POINTS",
     "GlobalRatioEnv",
     "GlobalRatioSettings",
     "LayerRatioEnv",

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from prune_gym.checks import check_fraction
 from prune_gym.envs.allocations import least_feasible, scaled_toward_max
 from prune_gym.envs.context import PruningContext, get_context, release_context
 from prune_gym.envs.observations import (
@@ -385,9 +386,24 @@ class PruningEnv(gym.Env):
         return self._fits_used(self.context.cost_model.fractions_removing(removed))
 
     def fits_ratios(self, ratios: Any) -> bool:
-        """``fits`` of the masks of per-layer ``ratios`` (over ``layer_names``), exactly."""
+        """``fits`` of the masks of per-layer ``ratios`` (over ``layer_names``), exactly.
+
+        Unstructured masks are priced from the weights they remove, ``round(ratio *
+        weights)`` per layer as ``MaskBuilder.from_ratios`` removes them, without building
+        them (``fits_removal``): budget searches ask this many times per action.
+        """
         ratios = dict(zip(self.layer_names, np.asarray(ratios, dtype=np.float64), strict=True))
-        return self.fits(self.context.builder().from_ratios(ratios))
+        builder = self.context.builder()
+        if self.structure == "unstructured":
+            return self.fits_removal(
+                {
+                    name: round(
+                        check_fraction(ratio, f"ratio of layer {name!r}") * builder.unit_count(name)
+                    )
+                    for name, ratio in ratios.items()
+                }
+            )
+        return self.fits(builder.from_ratios(ratios))
 
     def _fits_used(self, used: dict[str, float]) -> bool:
         """Whether used params/MAC fractions meet ``proxy_budget`` (up to round-off)."""
@@ -458,6 +474,21 @@ class PruningEnv(gym.Env):
         """
         steps = self.reward_finetune_steps if finetune_steps is None else finetune_steps
         return self.context.reward_metrics(masks, steps, seed=self.context.task.seed)
+
+    def reward_metrics_many(self, masks: Sequence[MaskSet]) -> list[dict[str, float]]:
+        """``reward_metrics`` of several mask sets, computed together (stacked copies)."""
+        return self.context.reward_metrics_many(
+            masks, self.reward_finetune_steps, seed=self.context.task.seed
+        )
+
+    def reward_masks(self, action: Any) -> MaskSet | None:
+        """The masks that the step taking ``action`` will be rewarded on; None if none.
+
+        Read-only: ``PruningVectorEnv`` asks every sub-env first and computes their
+        rewards together (``reward_metrics_many``) before stepping them. Default None
+        (the step computes whatever reward it gives); a family overrides it to be batched.
+        """
+        return None
 
     @classmethod
     def reward_train_steps(cls, settings: dict[str, Any]) -> int:

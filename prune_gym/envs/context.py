@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +35,7 @@ from prune_gym.pruning import (
 from prune_gym.pruning.masks import check_structure
 from prune_gym.tasks import Task, evaluate_split, evaluate_tensors
 from prune_gym.tasks import make as make_task
+from prune_gym.tasks.train import evaluate_copies
 
 #: calibration samples for data-driven scores (class-balanced when the train split allows).
 CALIBRATION_SAMPLES = 256
@@ -169,14 +170,8 @@ class PruningContext:
         masks.apply(self.model)
         try:
             if finetune_steps > 0:
-                from_init = self.weights == "init"
                 self.task.finetune(
-                    self.model,
-                    masks,
-                    finetune_steps,
-                    seed=seed,
-                    lr=self.task.recipe.lr if from_init else None,
-                    schedule=from_init,
+                    self.model, masks, finetune_steps, seed=seed, **self._finetune_options()
                 )
             yield self.model
         finally:
@@ -194,6 +189,49 @@ class PruningContext:
             return evaluate_tensors(model, self.reward_inputs, self.reward_targets)
 
         return self._remembered("reward", masks, finetune_steps, seed, compute)
+
+    def reward_metrics_many(
+        self, masks: Sequence[MaskSet], finetune_steps: int = 0, seed: int = 0
+    ) -> list[dict[str, float]]:
+        """``reward_metrics`` of every mask set in ``masks``, computed together.
+
+        The sets not remembered are fine-tuned as stacked copies in one training loop
+        (``Task.finetune_copies``) and scored in one pass over the reward samples; a
+        copy's numbers equal ``reward_metrics``' up to floating-point round-off. The
+        results are remembered, so a ``reward_metrics`` of the same masks then costs
+        nothing (how ``PruningVectorEnv`` hands them to its sub-envs).
+        """
+        keys = [("reward", mask_set.digest(), finetune_steps, seed) for mask_set in masks]
+        missing = {key: mask_set for key, mask_set in zip(keys, masks, strict=True)}
+        missing = {key: mask_set for key, mask_set in missing.items() if key not in self._results}
+        if missing:
+            copies = self.task.finetune_copies(
+                self.copy_template,
+                list(missing.values()),
+                finetune_steps,
+                seed=seed,
+                **self._finetune_options(),
+            )
+            results = evaluate_copies(copies, self.reward_inputs, self.reward_targets)
+            for key, result in zip(missing, results, strict=True):
+                self._remember(key, result)
+        self.reward_misses += len(missing)
+        self.reward_hits += len(keys) - len(missing)
+        return [dict(self._results[key]) for key in keys]
+
+    @cached_property
+    def copy_template(self) -> nn.Module:
+        """An unmasked copy of the dense model (eval mode) that ``MaskedCopies`` stack."""
+        template = self.task.build_model().to(self.device)
+        template.load_state_dict(self.dense_state)
+        return template.eval()
+
+    def _finetune_options(self) -> dict[str, float | bool | None]:
+        """Learning rate and schedule of fine-tuning under a mask: a pretrained net at the
+        task's fine-tuning rate; a mask on the initialisation with the recipe's rate and
+        schedule over the steps."""
+        from_init = self.weights == "init"
+        return {"lr": self.task.recipe.lr if from_init else None, "schedule": from_init}
 
     def assess(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
         """``val_accuracy``, ``val_loss`` and ``test_accuracy`` under ``masks`` (full splits).
@@ -231,10 +269,18 @@ class PruningContext:
         self.reward_misses += 1
         with self.masked(masks, finetune_steps, seed) as model:
             result = compute(model)
+        self._remember(key, result)
+        return result
+
+    def forget_results(self) -> None:
+        """Forget every remembered reward and assessment (to time or compare computations)."""
+        self._results.clear()
+
+    def _remember(self, key: tuple[str, str, int, int], result: dict[str, float]) -> None:
+        """Keep ``result`` under ``key``, forgetting the least recently used beyond the cap."""
         self._results[key] = dict(result)
         if len(self._results) > REWARD_CACHE_SIZE:
             self._results.popitem(last=False)
-        return result
 
     def restore_dense_weights(self) -> None:
         """Put the pretrained dense weights back into the shared model (masks untouched)."""

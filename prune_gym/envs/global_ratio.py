@@ -15,6 +15,7 @@ from prune_gym.checks import check_choice, check_fraction, check_number
 from prune_gym.envs.allocations import REFERENCES, reference_ratios, rescaled_to_budget
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.settings import PruningSettings, doc
+from prune_gym.pruning import MaskSet
 
 ACTIONS = ("ratios", "logits")
 
@@ -137,10 +138,14 @@ class GlobalRatioEnv(PruningEnv):
         super().reset(seed=seed, options=options)
         return self._observation.copy(), {}
 
+    def reward_masks(self, action: Any) -> MaskSet:
+        """The masks of ``action``: every layer pruned at the ratio it means."""
+        ratios = self.action_to_ratios(self.check_action(action))
+        return self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
+
     def _act(self, action: np.ndarray):
         """Prune every layer at its ratio, evaluate, and end the episode."""
-        ratios = self.action_to_ratios(action)
-        masks = self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
+        masks = self.reward_masks(action)
         info = self.episode_info(masks, self.reward_metrics(masks))
         info |= self.cost_info(info["used"])
         return self._observation.copy(), self.episode_reward(info), True, False, info

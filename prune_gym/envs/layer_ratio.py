@@ -12,6 +12,7 @@ from gymnasium import spaces
 from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.observations import LAYER_DYNAMIC_FEATURES, budget_features
 from prune_gym.envs.settings import PruningSettings
+from prune_gym.pruning import MaskSet
 
 
 class LayerRatioEnv(PruningEnv):
@@ -114,12 +115,28 @@ class LayerRatioEnv(PruningEnv):
         ratio = min((math.ceil(ratio * units - 1e-9) + 0.25) / units, self.max_ratio)
         return self.ratios_to_action(np.array([ratio]))
 
+    def _pruned_ratio(self, action: np.ndarray) -> float:
+        """The current layer's ratio for ``action``, rounded to what its mask removes."""
+        requested = float(self.action_to_ratios(action)[0])
+        units = self.context.builder().unit_count(self.layer_names[self._step])
+        return round(requested * units) / units
+
+    def _final_masks(self, ratios: np.ndarray) -> MaskSet:
+        """The masks of every layer at ``ratios`` (the episode's, once all are set)."""
+        return self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
+
+    def reward_masks(self, action: Any) -> MaskSet | None:
+        """The pruned net's masks if ``action`` sets the last layer; None before."""
+        if self._episode_over or self._step != self.num_layers - 1:
+            return None
+        ratios = self._ratios.copy()
+        ratios[self._step] = self._pruned_ratio(self.check_action(action))
+        return self._final_masks(ratios)
+
     def _act(self, action: np.ndarray):
         """Set the current layer's ratio; evaluate the pruned net after the last layer."""
         t = self._step
-        requested = float(self.action_to_ratios(action)[0])
-        units = self.context.builder().unit_count(self.layer_names[t])
-        self._ratios[t] = round(requested * units) / units  # what the mask will remove
+        self._ratios[t] = self._pruned_ratio(action)
         shares = {
             "flops": self.macs_share[t] * (1.0 - self._ratios[t]),
             "params": self.params_share[t] * (1.0 - self._ratios[t]),
@@ -129,9 +146,7 @@ class LayerRatioEnv(PruningEnv):
             for resource in self._spent:
                 self._spent[resource] += shares[resource]
             return self._observation(), 0.0, False, False, self.cost_info(shares)
-        masks = self.context.builder().from_ratios(
-            dict(zip(self.layer_names, self._ratios, strict=True))
-        )
+        masks = self._final_masks(self._ratios)
         info = self.episode_info(masks, self.reward_metrics(masks))
         final = {r: used - self._spent.get(r, 0.0) for r, used in info["used"].items()}
         info |= self.cost_info(final)

@@ -26,6 +26,7 @@ from prune_gym.pruning.cost import CostModel
 from prune_gym.pruning.layers import prunable_layers
 from prune_gym.pruning.masks import MaskSet
 from prune_gym.tasks import cache, data
+from prune_gym.tasks.batched import MaskedCopies
 from prune_gym.tasks.data import Split
 from prune_gym.tasks.train import TrainRecipe, evaluate_split, run_steps, train_dense
 
@@ -280,6 +281,39 @@ class Task:
         )
         # ``weight`` is only recomputed in a forward pass; re-applying refreshes it now.
         return masks.apply(model)
+
+    def finetune_copies(
+        self,
+        model: nn.Module,
+        masks: Sequence[MaskSet],
+        steps: int,
+        *,
+        lr: float | None = None,
+        seed: int | None = None,
+        schedule: bool = False,
+    ) -> MaskedCopies:
+        """``finetune`` of one copy of ``model`` per mask set, all trained together.
+
+        The copies (``MaskedCopies``) share ``finetune``'s minibatches, optimizer and
+        learning rate, so copy i ends where ``finetune(model, masks[i], ...)`` would, up to
+        floating-point round-off; ``model`` itself is left as it was.
+        """
+        if steps < 0:
+            raise ValueError(f"steps={steps!r} must be >= 0")
+        copies = MaskedCopies(model, masks)
+        run_steps(
+            copies,
+            self.splits["train"],
+            self.recipe,
+            steps,
+            seed=self.seed if seed is None else seed,
+            lr=self.recipe.default_finetune_lr if lr is None else lr,
+            schedule=schedule,
+            loss_fn=copies.loss,
+            fused=True,
+            desc=f"{self.name}: fine-tuning {len(masks)} copies",
+        )
+        return copies
 
     # pretrained weights ----------------------------------------------------------------
     def data_fingerprint(self) -> str:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,15 +69,24 @@ class TrainRecipe:
 
 
 def make_optimizer(
-    params: list[nn.Parameter], recipe: TrainRecipe, lr: float | None = None
+    params: list[nn.Parameter], recipe: TrainRecipe, lr: float | None = None, fused: bool = False
 ) -> torch.optim.Optimizer:
-    """The recipe's optimizer (SGD with momentum or Adam) over ``params``."""
+    """The recipe's optimizer (SGD with momentum or Adam) over ``params``.
+
+    ``fused``: PyTorch's fused kernels, the same update in one kernel per parameter
+    (several times faster on the large stacked tensors of ``MaskedCopies``).
+    """
     lr = recipe.lr if lr is None else lr
+    fused_option = {"fused": True} if fused else {}
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            params,
+            lr=lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            **fused_option,
         )
-    return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay, **fused_option)
 
 
 def lr_factor(recipe: TrainRecipe, total_steps: int) -> Callable[[int], float]:
@@ -137,18 +147,23 @@ def run_steps(
     lr: float | None = None,
     schedule: bool = True,
     after_step: Callable[[torch.optim.Optimizer], None] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    fused: bool = False,
     desc: str | None = None,
 ) -> nn.Module:
     """Train ``model`` in place for ``steps`` optimizer steps on ``data``; leave it in eval mode.
 
     ``after_step(optimizer)`` runs after every optimizer step (e.g. to re-apply masks).
-    ``schedule=False`` keeps the learning rate constant. Shows a tqdm bar on a TTY.
+    ``schedule=False`` keeps the learning rate constant. ``loss_fn(outputs, targets)`` is
+    the loss minimised (``MaskedCopies.loss`` for stacked copies); ``fused`` picks the
+    optimizer's fused kernels (``make_optimizer``). Shows a tqdm bar on a TTY.
     """
     if steps < 0:
         raise ValueError(f"steps={steps!r} must be >= 0")
     generator = torch.Generator().manual_seed(seed)
     device = _device_of(model)
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe, lr)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(trainable, recipe, lr, fused=fused)
     factor = lr_factor(recipe, steps) if schedule else (lambda step: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     model.train()
@@ -156,7 +171,7 @@ def run_steps(
     progress = tqdm(batches, total=steps, desc=desc, disable=None)
     for index in progress:
         inputs = augment_batch(data.batch(index), recipe.augment, generator).to(device)
-        loss = F.cross_entropy(model(inputs), data.targets[index].to(device))
+        loss = loss_fn(model(inputs), data.targets[index].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -183,11 +198,15 @@ def evaluate_tensors(
     Runs batched under ``torch.inference_mode()`` in eval mode, then restores the model's
     train/eval mode. The single evaluation routine used by tasks and environments.
     """
-    if len(inputs) != len(targets):
-        raise ValueError(
-            f"need one target per input, got {len(inputs)} inputs and {len(targets)} targets"
-        )
-    return _evaluate(model, lambda start, stop: inputs[start:stop], targets, batch_size)
+    return _evaluate(model, _sliced(inputs, targets), targets, batch_size)[0]
+
+
+def evaluate_copies(
+    copies: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 1024
+) -> list[dict[str, float]]:
+    """``evaluate_tensors`` of every copy of a module whose logits are ``(batch, classes,
+    copies)`` (``MaskedCopies``), in one pass over the samples."""
+    return _evaluate(copies, _sliced(inputs, targets), targets, batch_size)
 
 
 def evaluate_split(
@@ -197,7 +216,16 @@ def evaluate_split(
     targets = split.targets[:limit]
     return _evaluate(
         model, lambda start, stop: split.batch(slice(start, stop)), targets, batch_size
-    )
+    )[0]
+
+
+def _sliced(inputs: torch.Tensor, targets: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
+    """Reads ``inputs[start:stop]``, after checking there is one target per input."""
+    if len(inputs) != len(targets):
+        raise ValueError(
+            f"need one target per input, got {len(inputs)} inputs and {len(targets)} targets"
+        )
+    return lambda start, stop: inputs[start:stop]
 
 
 def _evaluate(
@@ -205,8 +233,12 @@ def _evaluate(
     inputs: Callable[[int, int], torch.Tensor],
     targets: torch.Tensor,
     batch_size: int,
-) -> dict[str, float]:
-    """Accuracy and loss over ``targets``, reading inputs ``[start, stop)`` on demand."""
+) -> list[dict[str, float]]:
+    """Accuracy and loss over ``targets``, reading inputs ``[start, stop)`` on demand.
+
+    One result per copy: logits ``(batch, classes)`` are one model, ``(batch, classes,
+    copies)`` are stacked copies, each scored on every sample.
+    """
     if len(targets) == 0:
         raise ValueError("need a non-empty batch to evaluate, got 0 samples")
     device = _device_of(model)
@@ -217,9 +249,17 @@ def _evaluate(
             x = inputs(start, stop).to(device)
             y = targets[start:stop].to(device)
             logits = model(x)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(dim=1) == y).sum().item()
-    return {"accuracy": correct / len(targets), "loss": loss / len(targets)}
+            if logits.dim() == 3:  # stacked copies: per-sample losses summed per copy
+                y = y.unsqueeze(1).expand(-1, logits.shape[2])
+                batch_loss = F.cross_entropy(logits, y, reduction="none").sum(0)
+            else:
+                batch_loss = F.cross_entropy(logits, y, reduction="sum")
+            loss = loss + np.asarray(batch_loss.tolist())
+            correct = correct + np.asarray((logits.argmax(dim=1) == y).sum(0).tolist())
+    return [
+        {"accuracy": int(right) / len(targets), "loss": float(total) / len(targets)}
+        for right, total in zip(np.atleast_1d(correct), np.atleast_1d(loss), strict=True)
+    ]
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -7,11 +7,15 @@ learned policy (``model.zip`` beside its ``run.json``) on the env it was trained
 every final mask is fine-tuned ``finetune_steps`` and measured on the full val and test
 splits. Episode i is the bench seed ``seed + i`` (its task, policy and fine-tuning seed).
 The records live in a bench folder (``<out>/bench``), which reuses the runs done before;
-the best fixed policy is chosen on validation accuracy (``best_on_val``), never on test.
+the fixed policies' runs are also shared by every comparison through the cache folder
+(``share_baselines``), so a second run on the same task, budget and seed reuses them in
+another folder. The best fixed policy is chosen on validation accuracy (``best_on_val``),
+never on test.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,12 @@ import gymnasium as gym
 import prune_gym  # noqa: F401  (registers the env ids)
 from agents.run_config import RunConfig
 from prune_gym.baselines import supported_policies
-from prune_gym.bench import BenchSpec, latest_records, run_benchmark
+from prune_gym.bench import BenchSpec, RecordStore, latest_records, run_benchmark, run_keys
 from prune_gym.bench.report import best_on_val, mean_std_cell, summarise
+from prune_gym.bench.runner import hold_folder
 from prune_gym.pruning import Budget
 from prune_gym.tasks import Task
+from prune_gym.tasks.task import cache_dir
 
 #: env settings that only shape a learned policy's actions or reward.
 LEARNING_ONLY_SETTINGS = ("action", "reference", "density_factor")
@@ -33,6 +39,10 @@ PER_TRAINING_SETTINGS = ("policy_sha256", "policy_env_kwargs")
 SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "macs_ratio", "params_ratio")
 #: the bench folder of a run's comparison, inside the run's folder.
 BENCH_FOLDER = "bench"
+#: the record store of the fixed policies' runs of every comparison, in the cache folder.
+SHARED_FOLDER = "baselines"
+#: seconds a comparison waits for another one reading or adding to the shared records.
+SHARED_WAIT = 60.0
 
 
 def comparison_spec(
@@ -76,14 +86,62 @@ def run_comparison(
     policy: Path | None = None,
     projection: bool = False,
 ) -> list[dict[str, Any]]:
-    """The records of ``comparison_spec``'s runs, run in ``folder`` or reused from it, each
-    with its ``policy`` name; ``RuntimeError`` naming the runs that failed."""
-    records = run_benchmark(comparison_spec(config, task, policy, projection), folder)
+    """The records of ``comparison_spec``'s runs, run in ``folder`` or reused from it or
+    from the shared fixed policies' runs (``share_baselines``), each with its ``policy``
+    name; ``RuntimeError`` naming the runs that failed."""
+    records = share_baselines(comparison_spec(config, task, policy, projection), folder)
     failed = [record for record in records if record["status"] != "ok"]
     if failed:
         errors = "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}" for r in failed)
         raise RuntimeError(f"the comparison's runs failed (records in {folder}): {errors}")
     return [record | {"policy": policy_name(record, config.agent)} for record in records]
+
+
+def share_baselines(spec: BenchSpec, folder: Path) -> list[dict[str, Any]]:
+    """``run_benchmark(spec, folder)``, reusing the fixed policies' runs of every comparison.
+
+    A fixed policy's run depends only on its key (task definition, budget, settings, seed
+    and version), not on the agent, yet the fixed policies take about a third of a short
+    ``train``. So every comparison shares their runs through one record store,
+    ``SHARED_FOLDER`` in the cache folder (``$PRUNE_GYM_CACHE``): its successful records
+    under ``spec``'s keys are copied into ``folder`` first, where the bench reuses them,
+    and the successful fixed-policy records the bench adds are copied there after. A
+    second ``train`` on the same task, budget and seed thus redoes none, even into another
+    ``--out``. Learned policies' runs and failed runs are never shared. The store is held
+    (``RecordStore.lock``) only to read or add, waiting up to ``SHARED_WAIT`` s for
+    another comparison; one that cannot be used (a read-only cache) is skipped with a
+    warning.
+    """
+    keys = run_keys(spec)  # bad settings raise here, before any file is written
+    shared = RecordStore(cache_dir() / SHARED_FOLDER)
+    try:
+        with shared.lock(wait=SHARED_WAIT):
+            known = [r for r in latest_records(shared.read(), keys) if r["status"] == "ok"]
+    except (ValueError, OSError) as error:
+        warnings.warn(f"fixed policies' runs not shared: {error}", stacklevel=3)
+        return run_benchmark(spec, folder)
+    with hold_folder(folder) as store:
+        done = {record["run_key"] for record in store.read() if record["status"] == "ok"}
+        for record in known:
+            if record["run_key"] not in done:
+                store.append(record)
+        records = run_benchmark(spec, folder)
+    reused = {record["run_key"] for record in known}
+    new = [
+        record
+        for record in records
+        if record["status"] == "ok"
+        and record["kind"] != "learned"
+        and record["run_key"] not in reused
+    ]
+    if new:
+        try:
+            with shared.lock(wait=SHARED_WAIT):
+                for record in new:
+                    shared.append(record)
+        except (ValueError, OSError) as error:
+            warnings.warn(f"fixed policies' runs not shared: {error}", stacklevel=3)
+    return records
 
 
 def policy_name(record: dict[str, Any], agent: str) -> str:

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm import tqdm
 
 import prune_gym  # noqa: F401  (registers the env ids)
@@ -44,6 +45,7 @@ from agents.run_config import RunConfig, algorithm_kwargs
 from agents.selection import ValidationSelection
 from prune_gym.bench.plots import training_curves
 from prune_gym.executors import Executor
+from prune_gym.sb3 import VectorEnvAdapter
 from prune_gym.tasks import Task
 from prune_gym.tasks import make as make_task
 from prune_gym.wrappers import CostMonitor, LagrangianReward
@@ -87,17 +89,35 @@ class TrainingProgress(BaseCallback):
         self.bar.close()
 
 
-def make_training_env(config: RunConfig, task: Task) -> DummyVecEnv:
+def make_training_env(config: RunConfig, task: Task) -> VecEnv:
     """The monitored training env on ``task`` (``ppo`` also prices violations with
-    ``LagrangianReward``)."""
+    ``LagrangianReward``), ``config.n_envs`` episodes at once.
+
+    Above one env, an env id with a native vector env (``gymnasium.make_vec``) gets it,
+    so the episodes' rewards are computed together; any other steps its envs one after
+    another (``DummyVecEnv``).
+    """
+    wrappers = [Monitor, CostMonitor]
+    if config.agent == "ppo":
+        wrappers.insert(0, partial(LagrangianReward, lam=config.lam))
+    settings = config.env_settings(task=task)
+    if config.n_envs > 1 and gym.spec(config.env.rpartition(":")[2]).vector_entry_point:
+        venv = gym.make_vec(
+            config.env,
+            num_envs=config.n_envs,
+            vectorization_mode="vector_entry_point",
+            sub_env_wrappers=wrappers,
+            **settings,
+        )
+        return VectorEnvAdapter(venv)
 
     def build() -> gym.Env:
-        env = gym.make(config.env, **config.env_settings(task=task))
-        if config.agent == "ppo":
-            env = LagrangianReward(env, config.lam)
-        return CostMonitor(Monitor(env))
+        env = gym.make(config.env, **settings)
+        for wrap in wrappers:
+            env = wrap(env)
+        return env
 
-    return DummyVecEnv([build])
+    return DummyVecEnv([build] * config.n_envs)
 
 
 def build_model(config: RunConfig, task: Task) -> BaseAlgorithm:
@@ -144,7 +164,9 @@ def train(config: RunConfig, out: str | Path) -> str:
 def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dict[str, Any]]]:
     """``train``'s work: the table, and the comparison's bench records (with ``policy``).
 
-    The agent trains, and every policy is assessed, on the task at ``config.seed``.
+    The agent trains, and every policy is assessed, on the task at ``config.seed``. The
+    fixed policies' runs of any earlier comparison (another ``out`` too) are reused, not
+    redone (``agents.comparison.share_baselines``).
     """
     out = Path(out)
     task = make_task(config.task, seed=config.seed)

@@ -10,6 +10,7 @@ with the policy exactly as it was trained. Hyperparameters come from
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,10 @@ class RunConfig:
     :param lam: violation price for ``agent="ppo"``.
     :param eval_episodes: episodes per policy in the comparison (episode i fine-tunes
         with seed ``seed + i``; ``prune-gym bench`` at seed s equals episode 0).
+    :param n_envs: episodes the agent collects at once. Above 1, a ratio env trains on its
+        native vector env (``gymnasium.make_vec``), whose rewards are computed together;
+        each rollout keeps the size the hyperparameters give (``n_steps / n_envs`` steps
+        per env, rounded up), so a run learns alike at any ``n_envs``.
     """
 
     env: str = "prune_gym/GlobalRatio-v0"
@@ -86,6 +91,7 @@ class RunConfig:
     eval_freq: int | None = None
     lam: float = 1.0
     eval_episodes: int = 1
+    n_envs: int = 1
 
     def __post_init__(self) -> None:
         check_choice(self.agent, "agent", AGENTS)
@@ -102,6 +108,11 @@ class RunConfig:
             self.finetune_steps = DEFAULT_FINETUNE_STEPS[self.agent]
         check_int(self.finetune_steps, "finetune_steps", low=0)
         check_int(self.eval_episodes, "eval_episodes", low=1)
+        check_int(self.n_envs, "n_envs", low=1)
+        if self.n_envs > 1 and self.agent == "panning":
+            raise ValueError(
+                f"n_envs={self.n_envs}: the Panning agent (TD3) trains on one env; use n_envs=1"
+            )
         check_number(self.lam, "lam", 0.0)
         if self.eval_freq is None:
             self.eval_freq = max(1, self.timesteps // 10)
@@ -157,6 +168,8 @@ def algorithm_kwargs(config: RunConfig) -> dict[str, Any]:
     if family not in table:
         raise ValueError(f"no hyperparameters for {family} in {HYPERPARAMS}")
     kwargs = {k: v for k, v in table[family].items() if k not in ZOO_ONLY_KEYS}
+    if "n_steps" in kwargs:  # the rollout keeps its size whatever the number of envs
+        kwargs["n_steps"] = math.ceil(kwargs["n_steps"] / config.n_envs)
     if config.agent == "ppo":
         kwargs = {k: v for k, v in kwargs.items() if k not in LAGRANGE_KEYS}
     return kwargs

@@ -142,6 +142,7 @@ def _train(args: argparse.Namespace) -> int:
         env_kwargs=env_kwargs,
         lam=args.lam,
         eval_episodes=args.episodes,
+        n_envs=args.n_envs,
         **{key: value for key, value in optional.items() if value is not None},
     )
     if args.seed is not None and args.seeds is not None:
@@ -303,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-freq", type=int, help="env steps between validation checks")
     train.add_argument("--lam", type=float, default=1.0, help="violation price for --agent ppo")
     train.add_argument("--episodes", type=int, default=1, help="evaluation episodes per policy")
+    train.add_argument(
+        "--n-envs",
+        type=int,
+        default=1,
+        help="episodes collected at once; the ratio envs compute their rewards together "
+        "(default 1)",
+    )
     train.add_argument("--out", default="runs/train", help="output folder")
     train.set_defaults(run=_train)
     evaluation = verbs.add_parser(

@@ -17,6 +17,10 @@ def test_readme_python_block_runs(index, capsys):
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), namespace)
     if "one_thread_env" in namespace:  # the SubprocVecEnv example ran its guarded part
         assert namespace["rewards"].shape == (2,) and namespace["vec_env"].closed
+    if "VectorEnvAdapter" in namespace:  # the batched vector env: 4 episodes, then PPO
+        assert namespace["terminated"].all()
+        assert (namespace["infos"]["final_info"]["params_ratio"] <= 0.3 + 1e-9).all()
+        assert namespace["model"].num_timesteps == 64
     if "masks" in namespace:  # the quickstart: 80% pruned, fine-tuning helps
         out = capsys.readouterr().out
         assert "sparsity 0.80" in out

@@ -147,3 +147,30 @@ def test_the_model_kept_is_the_checkpoint_best_on_validation(trained_run):
         float(r["eval/timesteps"]) for r in checks if float(r["eval/val_accuracy"]) == max(feasible)
     ]
     assert learned["kept_timesteps"] == kept[0]
+
+
+def test_train_with_n_envs_collects_episodes_on_the_batched_env(tmp_path, monkeypatch):
+    from agents import jobs
+    from prune_gym.sb3 import VectorEnvAdapter
+
+    made = []
+    original = jobs.make_training_env
+    monkeypatch.setattr(jobs, "make_training_env", lambda *a: made.append(original(*a)) or made[-1])
+    args = ["train", "--task", "digits-mlp", "--timesteps", "64", "--n-envs", "4"]
+    assert main([*args, "--finetune-steps", "5", "--out", str(tmp_path)]) == 0
+    assert isinstance(made[0], VectorEnvAdapter) and made[0].num_envs == 4
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["n_envs"] == 4
+    rows = list(csv.DictReader((tmp_path / "progress.csv").open()))
+    assert int(rows[-1]["time/total_timesteps"]) == 64
+    assert "learned (ppo-lag)" in (tmp_path / "summary.md").read_text()
+
+
+def test_n_envs_keeps_the_rollout_size_and_is_checked():
+    assert algorithm_kwargs(RunConfig())["n_steps"] == 64
+    assert algorithm_kwargs(RunConfig(n_envs=8))["n_steps"] == 8
+    assert algorithm_kwargs(RunConfig(n_envs=3))["n_steps"] == 22  # 66 >= one batch of 64
+    with pytest.raises(ValueError, match="n_envs"):
+        RunConfig(n_envs=0)
+    with pytest.raises(ValueError, match="n_envs=2"):
+        RunConfig(agent="panning", budget={"params": 0.1}, n_envs=2)

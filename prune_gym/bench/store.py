@@ -105,12 +105,14 @@ class RecordStore:
         return True
 
     @contextmanager
-    def lock(self) -> Iterator[RecordStore]:
+    def lock(self, wait: float = 0.0) -> Iterator[RecordStore]:
         """Hold the folder for one benchmark (made if missing) while the block runs.
 
         Raises ``ValueError`` if the folder cannot be made or written, or if another
-        benchmark holds it (the message names its pid and host). Nested holds in one
-        thread pass through (the CLI holds the folder around ``run_benchmark``).
+        benchmark holds it ``wait`` seconds on (the message names its pid and host): a
+        benchmark is refused at once, a brief read or append of records shared by many
+        runs waits its turn. Nested holds in one thread pass through (the CLI holds the
+        folder around ``run_benchmark``).
         """
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,7 @@ class RecordStore:
             return
         lock = FileLock(self.folder / LOCK_FILE)
         try:
-            lock.acquire(timeout=0)
+            lock.acquire(timeout=wait)
         except Timeout:
             raise ValueError(
                 f"benchmark folder {self.folder} is in use by another benchmark "

@@ -16,6 +16,15 @@ passes, non-final LayerRatio steps < 1 ms. Memory: the process's peak resident m
 beyond what the task's trained model and data take, per prunable weight.
 ``resnet20-random`` / ``resnet50-random`` are CIFAR-shaped random data with the models'
 initial weights (no download, no training): speed does not depend on the data.
+
+``--vector`` (issue "Rewards in batches") measures instead, per task and number of envs
+N: env steps per second of the native vector env (``gymnasium.make_vec``, rewards
+computed together) against N single envs stepped one after another in one process
+(``SyncVectorEnv``), both on GlobalRatio-v0 with ``prune-gym train``'s env settings (10
+fine-tuning steps, loss reward, density logits) and random actions, rounds interleaved A
+B A B with the reward cache emptied before each; and the budget rescaling of one logits
+action, by counted weights (now) against built masks (before), with the allocations
+compared bit for bit. Goal: >= 4x at N = 8 on the small tasks; rescaling <= 1 ms.
 """
 
 from __future__ import annotations
@@ -179,13 +188,146 @@ def measure_one(task_name: str, env_id: str, pairs: int) -> dict:
     }
 
 
+#: GlobalRatio-v0's settings in ``prune-gym train`` (a named reference instead of "best").
+TRAIN_SETTINGS = {
+    "budget": {"flops": 0.5},
+    "action": "logits",
+    "reference": "global",
+    "reward": "loss",
+    "reward_finetune_steps": 10,
+    "max_ratio": 1.0,
+}
+GLOBAL_RATIO = "prune_gym/GlobalRatio-v0"
+
+
+def time_round(venv: gym.vector.VectorEnv, steps: int, rng: np.random.Generator) -> float:
+    """Seconds of ``steps`` vector steps of fresh random actions, rewards not remembered."""
+    venv.envs[0].unwrapped.context.forget_results()
+    actions = [rng.uniform(-1, 1, venv.action_space.shape) for _ in range(steps)]
+    start = time.perf_counter()
+    for action in actions:
+        venv.step(action.astype(np.float32))
+    return time.perf_counter() - start
+
+
+def measure_vector(task: str, num_envs: int, pairs: int, episodes: int) -> dict:
+    """Steps/s of the batched env (A) and of ``SyncVectorEnv`` (B), interleaved."""
+    settings = {"task": task} | TRAIN_SETTINGS
+    batched = gym.make_vec(GLOBAL_RATIO, num_envs=num_envs, **settings)
+    single = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(GLOBAL_RATIO, **settings) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    steps = max(1, -(-episodes // num_envs))  # one-step episodes: ~``episodes`` per round
+    rng = np.random.default_rng(0)
+    for venv in (batched, single):
+        venv.reset(seed=0)
+        time_round(venv, 1, rng)  # warm-up
+    rates = {"a": [], "b": []}
+    for _ in range(pairs):
+        rates["a"].append(num_envs * steps / time_round(batched, steps, rng))
+        rates["b"].append(num_envs * steps / time_round(single, steps, rng))
+    ratios = [a / b for a, b in zip(rates["a"], rates["b"], strict=True)]
+    batched.close()
+    single.close()
+    return {
+        "task": task,
+        "n": num_envs,
+        "a": statistics.median(rates["a"]),
+        "b": statistics.median(rates["b"]),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def measure_rescaling(task: str, pairs: int, actions: int = 50) -> dict:
+    """Milliseconds per logits action: counted weights (A) and built masks (B)."""
+    env = gym.make(GLOBAL_RATIO, task=task, **TRAIN_SETTINGS).unwrapped
+    builder = env.context.builder()
+
+    def fits_built_masks(ratios: np.ndarray) -> bool:
+        return env.fits(builder.from_ratios(dict(zip(env.layer_names, ratios, strict=True))))
+
+    counted = env.fits_ratios
+    batch = [np.random.default_rng(i).uniform(-1, 1, env.num_layers) for i in range(actions)]
+    times, results = {"a": [], "b": []}, {"a": [], "b": []}
+    for _ in range(pairs):
+        for side, check in (("a", counted), ("b", fits_built_masks)):
+            env.fits_ratios = check
+            start = time.perf_counter()
+            results[side] = [env.action_to_ratios(action) for action in batch]
+            times[side].append(1e3 * (time.perf_counter() - start) / actions)
+    identical = all(np.array_equal(a, b) for a, b in zip(results["a"], results["b"], strict=True))
+    return {
+        "task": task,
+        "a_ms": statistics.median(times["a"]),
+        "a_range": (min(times["a"]), max(times["a"])),
+        "b_ms": statistics.median(times["b"]),
+        "b_range": (min(times["b"]), max(times["b"])),
+        "identical": identical,
+        "actions": actions,
+    }
+
+
+def vector_tables(args: argparse.Namespace) -> None:
+    """The ``--vector`` tables: batched env against single envs, and the rescaling."""
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.pairs} "
+        "interleaved rounds per row; speedup = median (min-max) of A/B per round\n"
+    )
+    print("| task | N | A: batched env (steps/s) | B: N single envs (steps/s) | A / B |")
+    print("|---|---:|---:|---:|---:|")
+    for task in args.tasks:
+        for num_envs in args.sizes:
+            row = measure_vector(task, num_envs, args.pairs, args.episodes)
+            print(
+                f"| {task} | {num_envs} | {row['a']:.1f} | {row['b']:.1f} | {row['ratio']:.2f} "
+                f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) |",
+                flush=True,
+            )
+    print(
+        "\n| task | A: counted weights (ms/action) | B: built masks (ms/action) | "
+        "allocations bit-identical |"
+    )
+    print("|---|---:|---:|---|")
+    for task in args.tasks:
+        row = measure_rescaling(task, args.pairs)
+        print(
+            f"| {task} | {row['a_ms']:.3f} ({row['a_range'][0]:.3f}-{row['a_range'][1]:.3f}) | "
+            f"{row['b_ms']:.3f} ({row['b_range'][0]:.3f}-{row['b_range'][1]:.3f}) | "
+            f"{'yes' if row['identical'] else 'NO'} ({row['actions']} actions) |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=7, help="A/B pairs per (task, env)")
-    parser.add_argument("--tasks", nargs="+", default=["digits-cnn", "resnet20-random"])
+    parser.add_argument("--pairs", type=int, default=7, help="A/B pairs per row")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        help="default digits-cnn resnet20-random; "
+        "--vector: digits-cnn digits-mlp mnist1d-cnn resnet20-random",
+    )
     parser.add_argument("--envs", nargs="+", default=list(prune_gym.ENV_IDS))
+    parser.add_argument("--vector", action="store_true", help="batched vector env vs N envs")
+    parser.add_argument(
+        "--sizes", nargs="+", type=int, default=[1, 4, 8, 16], help="--vector: numbers of envs"
+    )
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=16,
+        help="--vector: episodes per side and round (at least N)",
+    )
     parser.add_argument("--one", nargs=2, metavar=("TASK", "ENV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.vector:
+        args.tasks = args.tasks or ["digits-cnn", "digits-mlp", "mnist1d-cnn", "resnet20-random"]
+        vector_tables(args)
+        return
+    args.tasks = args.tasks or ["digits-cnn", "resnet20-random"]
     if args.one:
         print(json.dumps(measure_one(*args.one, args.pairs)))
         return

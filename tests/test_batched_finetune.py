@@ -1,8 +1,11 @@
 """Stacked masked copies: each copy trains and scores as its mask alone would."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from prune_gym.envs.context import get_context
 from prune_gym.pruning import MaskSet
@@ -35,6 +38,7 @@ def test_each_copy_ends_where_finetune_of_its_mask_ends(task_name, structure):
     task = context.task
     masks = random_masks(context, 3, seed=1)
     copies = task.finetune_copies(context.copy_template, masks, 5, seed=2)
+    assert copies.mechanism == "layers"  # built from Linear, Conv2d, BatchNorm2d
     for index, mask_set in enumerate(masks):
         with context.masked(mask_set, 5, seed=2) as model:
             alone = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -44,15 +48,15 @@ def test_each_copy_ends_where_finetune_of_its_mask_ends(task_name, structure):
                 for name, module in model.named_modules()
                 if name in mask_set.masks
             }
-        stacked = dict(zip(copies._names, copies.stacked, strict=True))
+        stacked = {name: tensor.detach() for name, tensor in copies.copy_parameters(index).items()}
         for name, weight in masked_weights.items():
-            copy_weight = stacked[f"{name}.weight"][index].detach()
+            copy_weight = stacked[f"{name}.weight"]
             torch.testing.assert_close(copy_weight, weight, rtol=1e-4, atol=1e-5)
             assert torch.all(copy_weight[~mask_set.masks[name]] == 0)  # pruned stay zero
         for name, tensor in stacked.items():
             if not name.endswith("weight") or name.removesuffix(".weight") not in mask_set.masks:
                 original = alone.get(name, alone.get(f"{name}_orig"))
-                torch.testing.assert_close(tensor[index].detach(), original, rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(tensor, original, rtol=1e-4, atol=1e-5)
         result = evaluate_copies(copies, context.reward_inputs, context.reward_targets)[index]
         assert result["accuracy"] == pytest.approx(expected["accuracy"], abs=1 / 64)
         assert result["loss"] == pytest.approx(expected["loss"], rel=1e-4)
@@ -95,3 +99,39 @@ def test_copies_refuse_no_masks_and_unknown_parameters():
     stray = MaskSet({"conv9": torch.ones(3, 3, dtype=torch.bool)})
     with pytest.raises(ValueError, match=r"conv9\.weight"):
         MaskedCopies(model, [stray])
+
+
+class MixesChannels(nn.Module):
+    """A forward that a stacked layout would get wrong: a softmax over the features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.softmax(self.fc1(x), dim=1))
+
+
+class KeepsCopiesApart(MixesChannels):
+    """The same layers, an element-wise activation between them."""
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.mark.parametrize(
+    ("cls", "mechanism"), [(MixesChannels, "vmap"), (KeepsCopiesApart, "layers")]
+)
+def test_stacked_layers_are_used_only_where_they_compute_the_copies(cls, mechanism):
+    model = cls()
+    torch.manual_seed(0)
+    masks = [MaskSet({"fc1": torch.rand(5, 6) > p}) for p in (0.2, 0.6)]
+    probe = torch.randn(8, 6)
+    copies = MaskedCopies(model, masks, probe=probe)
+    assert copies.mechanism == mechanism
+    inputs = torch.randn(16, 6)
+    outputs = copies(inputs)
+    for index, mask_set in enumerate(masks):
+        alone = copy.deepcopy(model)
+        mask_set.apply(alone)
+        torch.testing.assert_close(outputs[:, :, index], alone(inputs), rtol=1e-5, atol=1e-6)

@@ -215,3 +215,16 @@ def test_ppo_lagrangian_trains_on_the_batched_env():
     costs = [episode["cost_params"] for episode in model.ep_info_buffer]
     assert all(cost <= 0.3 + 1e-6 for cost in costs)  # logits actions meet the budget
     assert set(model.lagrange_multipliers) == {"params"}
+
+
+def test_reward_masks_are_those_the_step_prunes_and_follow_the_budget():
+    from prune_gym.pruning import Budget
+
+    env = gym.make(GLOBAL, task="digits-mlp", action="logits").unwrapped
+    action = np.linspace(-1, 1, env.num_layers, dtype=np.float32)
+    masks = env.reward_masks(action)
+    env.reset(seed=0)
+    env.step(action)
+    assert env.last_masks.digest() == masks.digest()
+    env.budget = Budget({"flops": 0.3})  # the same action now means other masks
+    assert env.reward_masks(action).sparsity() > masks.sparsity() + 0.15

@@ -392,18 +392,24 @@ class PruningEnv(gym.Env):
         weights)`` per layer as ``MaskBuilder.from_ratios`` removes them, without building
         them (``fits_removal``): budget searches ask this many times per action.
         """
-        ratios = dict(zip(self.layer_names, np.asarray(ratios, dtype=np.float64), strict=True))
+        ratios = np.asarray(ratios, dtype=np.float64)
+        if ratios.shape != (self.num_layers,):
+            raise ValueError(f"got {ratios.shape} ratios for the {self.num_layers} layers")
+        if self.structure != "unstructured":
+            by_name = dict(zip(self.layer_names, ratios, strict=True))
+            return self.fits(self.context.builder().from_ratios(by_name))
+        outside = ~((ratios >= 0.0) & (ratios <= 1.0))  # NaN included
+        if outside.any():
+            name = self.layer_names[int(np.argmax(outside))]
+            check_fraction(ratios[outside][0], f"ratio of layer {name!r}")  # raises
+        removed = np.round(ratios * self._unit_counts).astype(np.int64)
+        return self.fits_removal(dict(zip(self.layer_names, removed.tolist(), strict=True)))
+
+    @cached_property
+    def _unit_counts(self) -> np.ndarray:
+        """Weights (or channels) of each controlled layer, in ``layer_names`` order."""
         builder = self.context.builder()
-        if self.structure == "unstructured":
-            return self.fits_removal(
-                {
-                    name: round(
-                        check_fraction(ratio, f"ratio of layer {name!r}") * builder.unit_count(name)
-                    )
-                    for name, ratio in ratios.items()
-                }
-            )
-        return self.fits(builder.from_ratios(ratios))
+        return np.array([builder.unit_count(name) for name in self.layer_names])
 
     def _fits_used(self, used: dict[str, float]) -> bool:
         """Whether used params/MAC fractions meet ``proxy_budget`` (up to round-off)."""

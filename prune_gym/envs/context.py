@@ -197,14 +197,17 @@ class PruningContext:
 
         The sets not remembered are fine-tuned as stacked copies in one training loop
         (``Task.finetune_copies``) and scored in one pass over the reward samples; a
-        copy's numbers equal ``reward_metrics``' up to floating-point round-off. The
-        results are remembered, so a ``reward_metrics`` of the same masks then costs
-        nothing (how ``PruningVectorEnv`` hands them to its sub-envs).
+        copy's numbers equal ``reward_metrics``' up to floating-point round-off (one set
+        alone takes ``reward_metrics``' own path). The results are remembered, so a
+        ``reward_metrics`` of the same masks then costs nothing (how ``PruningVectorEnv``
+        hands them to its sub-envs).
         """
         keys = [("reward", mask_set.digest(), finetune_steps, seed) for mask_set in masks]
         missing = {key: mask_set for key, mask_set in zip(keys, masks, strict=True)}
         missing = {key: mask_set for key, mask_set in missing.items() if key not in self._results}
-        if missing:
+        if len(missing) == 1:  # nothing to batch: exactly the single path
+            self.reward_metrics(*missing.values(), finetune_steps, seed)
+        elif missing:
             copies = self.task.finetune_copies(
                 self.copy_template,
                 list(missing.values()),
@@ -215,7 +218,7 @@ class PruningContext:
             results = evaluate_copies(copies, self.reward_inputs, self.reward_targets)
             for key, result in zip(missing, results, strict=True):
                 self._remember(key, result)
-        self.reward_misses += len(missing)
+            self.reward_misses += len(missing)
         self.reward_hits += len(keys) - len(missing)
         return [dict(self._results[key]) for key in keys]
 

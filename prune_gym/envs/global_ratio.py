@@ -89,6 +89,7 @@ class GlobalRatioEnv(PruningEnv):
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
         self.reference_densities = None
+        self._last_masks_of: tuple[tuple, MaskSet] | None = None
         if settings.action == "logits":
             ratios = self._reference_ratios()
             self.reference_densities = 1.0 - np.clip(ratios, self.min_ratio, self.max_ratio)
@@ -139,9 +140,17 @@ class GlobalRatioEnv(PruningEnv):
         return self._observation.copy(), {}
 
     def reward_masks(self, action: Any) -> MaskSet:
-        """The masks of ``action``: every layer pruned at the ratio it means."""
-        ratios = self.action_to_ratios(self.check_action(action))
-        return self.context.builder().from_ratios(dict(zip(self.layer_names, ratios, strict=True)))
+        """The masks of ``action``: every layer pruned at the ratio it means.
+
+        The last action's masks are kept, so the step after ``PruningVectorEnv`` asked
+        for them does not rescale the same action onto the same budget again.
+        """
+        action = self.check_action(action)
+        key = (action.tobytes(), tuple(sorted(self.budget.limits.items())))
+        if self._last_masks_of is None or self._last_masks_of[0] != key:
+            ratios = dict(zip(self.layer_names, self.action_to_ratios(action), strict=True))
+            self._last_masks_of = (key, self.context.builder().from_ratios(ratios))
+        return self._last_masks_of[1]
 
     def _act(self, action: np.ndarray):
         """Prune every layer at its ratio, evaluate, and end the episode."""

@@ -31,13 +31,16 @@ from prune_gym.tasks.data import Split
 from prune_gym.tasks.train import TrainRecipe, evaluate_split, run_steps, train_dense
 
 SPLIT_NAMES = ("train", "val", "test")
-#: Seed of the model and input that ``Task.model_fingerprint`` probes.
+#: Seed of the random model and inputs ``Task`` probes with (``model_fingerprint``, and
+#: the check of ``MaskedCopies``' stacked layers).
 _PROBE_SEED = 0
 #: Splits (and the data's fingerprint) shared by tasks with the same ``(data_key,
 #: val_fraction, seed)``: the most recently used few. Tasks keep their own splits, so
 #: eviction only stops the sharing.
 _SPLIT_CACHE: OrderedDict[Hashable, tuple[dict[str, Split], str]] = OrderedDict()
 _SPLIT_CACHE_SIZE = 4
+#: random inputs on which ``MaskedCopies`` checks that stacked layers compute the copies.
+COPIES_PROBE_BATCH = 8
 
 
 def cache_dir() -> Path:
@@ -294,13 +297,17 @@ class Task:
     ) -> MaskedCopies:
         """``finetune`` of one copy of ``model`` per mask set, all trained together.
 
-        The copies (``MaskedCopies``) share ``finetune``'s minibatches, optimizer and
+        The copies (``MaskedCopies``, checked on ``COPIES_PROBE_BATCH`` random inputs to
+        run as stacked layers) share ``finetune``'s minibatches, optimizer and
         learning rate, so copy i ends where ``finetune(model, masks[i], ...)`` would, up to
         floating-point round-off; ``model`` itself is left as it was.
         """
         if steps < 0:
             raise ValueError(f"steps={steps!r} must be >= 0")
-        copies = MaskedCopies(model, masks)
+        generator = torch.Generator().manual_seed(_PROBE_SEED)
+        probe = torch.randn(COPIES_PROBE_BATCH, *self.input_shape, generator=generator)
+        device = next(model.parameters()).device
+        copies = MaskedCopies(model, masks, probe=probe.to(device))
         run_steps(
             copies,
             self.splits["train"],

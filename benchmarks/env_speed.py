@@ -134,6 +134,11 @@ def run_episode(env: gym.Env, seed: int) -> tuple[float, list[float]]:
     return time.perf_counter() - start, non_final
 
 
+def ratio_summary(ratios: list[float]) -> dict[str, float]:
+    """Median, least and largest of the per-pair ratios A / B."""
+    return {"ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
 def measure_one(task_name: str, env_id: str, pairs: int) -> dict:
     """One (task, env): interleaved ratios, step times and memory, as a JSON-able row."""
     torch.manual_seed(0)
@@ -180,9 +185,7 @@ def measure_one(task_name: str, env_id: str, pairs: int) -> dict:
         "setup_s": setup,
         "a_s": statistics.median(sides["a"]),
         "b_s": statistics.median(sides["b"]),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
+        **ratio_summary(ratios),
         "non_final_ms": 1e3 * statistics.median(non_final) if non_final else None,
         "bytes_per_weight": (peak_rss_bytes() - baseline) / weights,
     }
@@ -210,9 +213,9 @@ def time_round(venv: gym.vector.VectorEnv, steps: int, rng: np.random.Generator)
     return time.perf_counter() - start
 
 
-def measure_vector(task: str, num_envs: int, pairs: int, episodes: int) -> dict:
+def measure_vector(task: str, num_envs: int, pairs: int, episodes: int, device: str) -> dict:
     """Steps/s of the batched env (A) and of ``SyncVectorEnv`` (B), interleaved."""
-    settings = {"task": task} | TRAIN_SETTINGS
+    settings = {"task": task, "device": device} | TRAIN_SETTINGS
     batched = gym.make_vec(GLOBAL_RATIO, num_envs=num_envs, **settings)
     single = gym.vector.SyncVectorEnv(
         [lambda: gym.make(GLOBAL_RATIO, **settings) for _ in range(num_envs)],
@@ -235,9 +238,7 @@ def measure_vector(task: str, num_envs: int, pairs: int, episodes: int) -> dict:
         "n": num_envs,
         "a": statistics.median(rates["a"]),
         "b": statistics.median(rates["b"]),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
+        **ratio_summary(ratios),
     }
 
 
@@ -280,7 +281,7 @@ def vector_tables(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|")
     for task in args.tasks:
         for num_envs in args.sizes:
-            row = measure_vector(task, num_envs, args.pairs, args.episodes)
+            row = measure_vector(task, num_envs, args.pairs, args.episodes, args.device)
             print(
                 f"| {task} | {num_envs} | {row['a']:.1f} | {row['b']:.1f} | {row['ratio']:.2f} "
                 f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) |",
@@ -321,6 +322,7 @@ def main() -> None:
         default=16,
         help="--vector: episodes per side and round (at least N)",
     )
+    parser.add_argument("--device", default="cpu", help="--vector: the envs' device (cuda)")
     parser.add_argument("--one", nargs=2, metavar=("TASK", "ENV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.vector:

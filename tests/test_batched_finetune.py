@@ -135,3 +135,39 @@ def test_stacked_layers_are_used_only_where_they_compute_the_copies(cls, mechani
         alone = copy.deepcopy(model)
         mask_set.apply(alone)
         torch.testing.assert_close(outputs[:, :, index], alone(inputs), rtol=1e-5, atol=1e-6)
+
+
+def test_batches_hold_at_most_copies_per_batch_and_a_lone_mask_takes_the_single_path():
+    context = get_context("digits-mlp", "unstructured", ("magnitude",), "magnitude", 100, "cpu")
+    masks = random_masks(context, 5, seed=9)
+    context.forget_results()
+    alone = [context.reward_metrics(mask_set, 3, seed=0) for mask_set in masks]
+    context.forget_results()
+    sizes = []
+    original = context.task.finetune_copies
+    context.task.finetune_copies = lambda model, batch, *a, **k: (
+        sizes.append(len(batch)) or original(model, batch, *a, **k)
+    )
+    context.__dict__["copies_per_batch"] = 2
+    try:
+        together = context.reward_metrics_many(masks, 3, seed=0)
+    finally:
+        del context.__dict__["copies_per_batch"], context.task.finetune_copies
+    assert sizes == [2, 2]  # and the fifth alone, through reward_metrics
+    assert together[4] == alone[4]  # the single path: the very same numbers
+    for single, batched in zip(alone, together, strict=True):
+        assert batched["loss"] == pytest.approx(single["loss"], rel=1e-5)
+
+
+def test_a_large_model_on_a_cpu_trains_its_copies_one_after_another(monkeypatch):
+    from prune_gym.envs import context as context_module
+
+    context = get_context("digits-cnn", "unstructured", ("magnitude",), "magnitude", 100, "cpu")
+    step_macs = context.cost_model.macs_dense * context.task.recipe.batch_size
+    assert context.copies_per_batch == int(context_module.BATCH_MACS // step_macs) > 8
+    monkeypatch.setattr(context_module, "BATCH_MACS", step_macs * 1.5)  # room for one copy
+    monkeypatch.delitem(context.__dict__, "copies_per_batch")
+    monkeypatch.setattr(context.task, "finetune_copies", None)  # never called
+    context.forget_results()
+    results = context.reward_metrics_many(random_masks(context, 3, seed=4), 2, seed=0)
+    assert context.copies_per_batch == 1 and len(results) == 3

@@ -44,6 +44,11 @@ DEFAULT_REWARD_SAMPLES = 1000
 WEIGHTS = ("pretrained", "init")
 #: contexts kept after their last env is gone, most recently requested first out last.
 RECENT_CONTEXTS = 4
+#: on a CPU, the MACs of one training step's forward pass that a batch of masked copies
+#: stays under: stacking copies pays where per-call overhead dominates (digits-cnn, 22M
+#: per copy: 1.3x at 8 copies; MLPs: 3-4x), not where the arithmetic does (ResNet-20,
+#: 5.2G per copy: 0.45x at 8 copies). Measured by ``benchmarks/env_speed.py --vector``.
+BATCH_MACS = 1e9
 #: reward evaluations remembered per context (a few hundred bytes each).
 REWARD_CACHE_SIZE = 50_000
 
@@ -205,22 +210,37 @@ class PruningContext:
         keys = [("reward", mask_set.digest(), finetune_steps, seed) for mask_set in masks]
         missing = {key: mask_set for key, mask_set in zip(keys, masks, strict=True)}
         missing = {key: mask_set for key, mask_set in missing.items() if key not in self._results}
-        if len(missing) == 1:  # nothing to batch: exactly the single path
-            self.reward_metrics(*missing.values(), finetune_steps, seed)
-        elif missing:
+        pending = list(missing.items())
+        size = self.copies_per_batch
+        for batch in (dict(pending[i : i + size]) for i in range(0, len(pending), size)):
+            if len(batch) == 1:  # nothing to batch: exactly the single path
+                self.reward_metrics(*batch.values(), finetune_steps, seed)
+                continue
             copies = self.task.finetune_copies(
                 self.copy_template,
-                list(missing.values()),
+                list(batch.values()),
                 finetune_steps,
                 seed=seed,
                 **self._finetune_options(),
             )
             results = evaluate_copies(copies, self.reward_inputs, self.reward_targets)
-            for key, result in zip(missing, results, strict=True):
+            for key, result in zip(batch, results, strict=True):
                 self._remember(key, result)
-            self.reward_misses += len(missing)
+            self.reward_misses += len(batch)
         self.reward_hits += len(keys) - len(missing)
         return [dict(self._results[key]) for key in keys]
+
+    @cached_property
+    def copies_per_batch(self) -> int:
+        """How many masked copies ``reward_metrics_many`` trains together.
+
+        On a CPU, as many as keep one training step's forward under ``BATCH_MACS`` (at
+        least 1: one after another, the single path); on a GPU, every one.
+        """
+        if self.device.type != "cpu":
+            return 2**31
+        step_macs = self.cost_model.macs_dense * self.task.recipe.batch_size
+        return max(1, int(BATCH_MACS // step_macs))
 
     @cached_property
     def copy_template(self) -> nn.Module:

@@ -271,16 +271,8 @@ class Task:
         if steps < 0:
             raise ValueError(f"steps={steps!r} must be >= 0")
         masks.apply(model)
-        run_steps(
-            model,
-            self.splits["train"],
-            self.recipe,
-            steps,
-            seed=self.seed if seed is None else seed,
-            lr=self.recipe.default_finetune_lr if lr is None else lr,
-            schedule=schedule,
-            after_step=partial(_enforce, masks, model),
-            desc=f"{self.name}: fine-tuning",
+        self._finetune_steps(
+            model, steps, lr, seed, schedule, after_step=partial(_enforce, masks, model)
         )
         # ``weight`` is only recomputed in a forward pass; re-applying refreshes it now.
         return masks.apply(model)
@@ -308,19 +300,31 @@ class Task:
         probe = torch.randn(COPIES_PROBE_BATCH, *self.input_shape, generator=generator)
         device = next(model.parameters()).device
         copies = MaskedCopies(model, masks, probe=probe.to(device))
+        self._finetune_steps(copies, steps, lr, seed, schedule, loss_fn=copies.loss, fused=True)
+        return copies
+
+    def _finetune_steps(
+        self,
+        model: nn.Module,
+        steps: int,
+        lr: float | None,
+        seed: int | None,
+        schedule: bool,
+        **options: Any,
+    ) -> None:
+        """``run_steps`` on train with the fine-tuning defaults (``finetune``'s rate, the
+        task's seed); ``options`` go to ``run_steps``."""
         run_steps(
-            copies,
+            model,
             self.splits["train"],
             self.recipe,
             steps,
             seed=self.seed if seed is None else seed,
             lr=self.recipe.default_finetune_lr if lr is None else lr,
             schedule=schedule,
-            loss_fn=copies.loss,
-            fused=True,
-            desc=f"{self.name}: fine-tuning {len(masks)} copies",
+            desc=f"{self.name}: fine-tuning",
+            **options,
         )
-        return copies
 
     # pretrained weights ----------------------------------------------------------------
     def data_fingerprint(self) -> str:

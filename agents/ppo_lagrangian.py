@@ -265,6 +265,7 @@ class PPOLagrangian(PPO):
             self._episodes_since_update = 0
         if env_resets:  # episodes in progress were dropped with the reset
             self._episode_costs = np.zeros((self.n_envs, len(self.cost_resources)))
+        self._cap_std()  # the first rollout's cap
         return result
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
@@ -394,11 +395,13 @@ class PPOLagrangian(PPO):
 
     # training ---------------------------------------------------------------------------
     def train(self) -> None:
-        """Update the multipliers and the std cap, then run PPO's epochs on the Lagrangian."""
+        """Update the multipliers, run PPO's epochs on the Lagrangian, then lower the std cap.
+
+        The epochs learn under the cap the rollout was collected with, so the stored
+        log-probabilities are the policy's own and every importance ratio starts at 1;
+        the lowered cap takes effect from the next rollout.
+        """
         self.update_multipliers()
-        if self.std_cap is not None:
-            start, end = self.std_cap
-            self.policy.set_std_cap(end + (start - end) * self._current_progress_remaining)
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
@@ -414,6 +417,13 @@ class PPOLagrangian(PPO):
                     print(f"Early stopping at step {epoch} due to reaching max kl")
                 break
         self._record_train_logs(stats, clip_range, clip_range_vf)
+        self._cap_std()
+
+    def _cap_std(self) -> None:
+        """Cap the policy's std at the schedule's value for the training progress now."""
+        if self.std_cap is not None:
+            start, end = self.std_cap
+            self.policy.set_std_cap(end + (start - end) * self._current_progress_remaining)
 
     def _train_epoch(
         self, clip_range: float, clip_range_vf: float | None, stats: dict[str, list[float]]

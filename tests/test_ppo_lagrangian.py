@@ -175,6 +175,28 @@ def test_fewer_timesteps_than_one_rollout_keeps_the_schedules_at_their_end():
     assert th.exp(model.policy.log_std_cap).item() == pytest.approx(0.05)
 
 
+def test_every_update_starts_with_importance_ratios_of_one():
+    model = PPOLagrangian("MlpPolicy", ToyBudgetEnv(), policy_kwargs=SMALL_NET, **FAST)
+    first_ratios = []
+    original = model._minibatch_loss
+
+    def spying(batch, *args):
+        if len(first_ratios) < model._n_updates // model.n_epochs + 1:  # an update's first
+            with th.no_grad():
+                log_prob = model.policy.evaluate_actions_with_costs(
+                    batch.observations, batch.actions
+                )[1]
+            first_ratios.append(th.exp(log_prob - batch.old_log_prob))
+        return original(batch, *args)
+
+    model._minibatch_loss = spying
+    model.learn(4 * FAST["n_steps"])
+    assert len(first_ratios) == 4  # one per update, before its first gradient step
+    for ratios in first_ratios:
+        torch_ones = th.ones_like(ratios)
+        assert th.allclose(ratios, torch_ones, atol=1e-5), ratios.max()
+
+
 def test_two_resources_get_two_multipliers_that_move_their_own_way():
     env = ToyBudgetEnv({"flops": 0.2, "params": 1.0})  # flops violated, params never
     model = PPOLagrangian("MlpPolicy", env, lagrange_init=1.0, policy_kwargs=SMALL_NET, **FAST)

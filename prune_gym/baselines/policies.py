@@ -11,6 +11,8 @@ budget (it only ever raises ratios that rounding left a weight short).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -78,20 +80,36 @@ class FixedPolicy:
 
 
 class RatioPolicy(FixedPolicy):
-    """Per-layer ratios fixed up front, acted by the env's ``allocation_action``.
+    """A method's per-layer ratios at the env's budget, acted by its ``allocation_action``.
 
-    ``metric`` ranks the weights inside each layer where the env's action chooses the
-    ranking (MetricMix's joint mode; None: every metric alike).
+    ``allocate(env)`` gives the ratios at the env's current budget; they are computed
+    once per budget, so the policy follows a budget-conditioned env from episode to
+    episode. ``metric`` ranks the weights inside each layer where the env's action
+    chooses the ranking (MetricMix's joint mode; None: every metric alike).
     """
 
     def __init__(
-        self, env: gym.Env, name: str, ratios: np.ndarray, metric: str | None, seed: int = 0
+        self,
+        env: gym.Env,
+        name: str,
+        allocate: Callable[[PruningEnv], np.ndarray],
+        metric: str | None,
+        seed: int = 0,
     ) -> None:
         super().__init__(env, seed)
         self.name = name
-        self.ratios = np.asarray(ratios, dtype=np.float64)
+        self.allocate = allocate
         self.metric = metric
         self.projection = BudgetProjection(self.env)
+        self._ratios: dict[tuple, np.ndarray] = {}
+
+    @property
+    def ratios(self) -> np.ndarray:
+        """The method's per-layer ratios at the env's current budget."""
+        key = self.env.budget_key
+        if key not in self._ratios:
+            self._ratios[key] = np.asarray(self.allocate(self.env), dtype=np.float64)
+        return self._ratios[key]
 
     def act(self, observation: np.ndarray) -> np.ndarray:
         return self.projection.action(self.env.allocation_action(self.ratios, self.metric))
@@ -146,13 +164,13 @@ def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:
     """A ratio-allocating method, acted through the env's ``allocation_action``."""
     if name in GLOBAL_METRIC:
         metric = GLOBAL_METRIC[name]
-        ratios, mix_metric = global_ratios(env, metric), metric
+        allocate, mix_metric = partial(global_ratios, metric=metric), metric
     elif name == "erk":
-        ratios, mix_metric = erk_ratios(env), "magnitude"
+        allocate, mix_metric = erk_ratios, "magnitude"
     else:
-        ratios = uniform_ratios(env)
+        allocate = uniform_ratios
         mix_metric = "magnitude" if name == "layer-magnitude" else None
-    return RatioPolicy(env, name, ratios, mix_metric, seed)
+    return RatioPolicy(env, name, allocate, mix_metric, seed)
 
 
 def policy_env_settings(name: str) -> dict[str, str]:
@@ -190,7 +208,7 @@ def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
     if name == RANDOM:
         return RandomPolicy(env, seed)
     if name == RANDOM_WEIGHTS:
-        return RatioPolicy(env, name, global_ratios(base, "random"), None, seed)
+        return RatioPolicy(env, name, partial(global_ratios, metric="random"), None, seed)
     if name == "panning-handset":
         return PanningHandsetPolicy(env, seed)
     if name.startswith("iterative-"):

@@ -12,7 +12,7 @@ projected onto the budget (``project_to_budget``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -33,7 +33,7 @@ from prune_gym.envs.observations import (
 from prune_gym.envs.policy_names import RANDOM, RANDOM_WEIGHTS, RATIO_METHODS
 from prune_gym.envs.settings import PruningSettings, renamed_settings, settings_table
 from prune_gym.pruning import Budget, MaskBuilder, MaskSet
-from prune_gym.pruning.cost import TOLERANCE
+from prune_gym.pruning.cost import TOLERANCE, BudgetRange
 
 
 class PruningEnv(gym.Env):
@@ -114,6 +114,7 @@ class PruningEnv(gym.Env):
         self.render_mode = settings.render_mode
         self.structure = settings.structure
         self.budget = self.initial_budget()
+        self._layer_tables: dict[tuple, np.ndarray] = {}
         self.reward_kind = settings.reward
         self.reward_finetune_steps = settings.reward_finetune_steps
         self.min_ratio, self.max_ratio = settings.min_ratio, settings.max_ratio
@@ -139,8 +140,28 @@ class PruningEnv(gym.Env):
         self._check_latency_measurable(tightest)
 
     def initial_budget(self) -> Budget:
-        """The budget the env starts with: the ``budget`` setting."""
-        return self.settings.budget
+        """The budget the env starts with: the ``budget`` setting (a range's tightest)."""
+        budget = self.settings.budget
+        return budget.tightest if isinstance(budget, BudgetRange) else budget
+
+    def episode_budget(self, options: Mapping[str, Any]) -> Budget:
+        """The next episode's budget: ``options["budget"]`` (checked, for that episode
+        only), else one drawn from the ``budget`` range with the env's RNG, else the
+        ``budget`` setting."""
+        if "budget" in options:
+            budget = Budget(options["budget"])
+            if "latency" in budget.limits and self.structure != "channel":
+                raise ValueError(
+                    f'options budget {budget.limits}: latency needs structure="channel"'
+                )
+            self._check_budget_reachable(self.tightest_masks(), budget)
+            return budget
+        if isinstance(self.settings.budget, BudgetRange):
+            return self.settings.budget.sample(self.np_random)
+        return self.initial_budget()
+
+    def _budget_changed(self) -> None:
+        """Refresh what depends on the budget, after ``reset`` changed it (default none)."""
 
     # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
     def __getstate__(self) -> dict[str, Any]:
@@ -224,20 +245,22 @@ class PruningEnv(gym.Env):
         """The masks of the most pruning action: every controlled layer at ``max_ratio``."""
         return self.context.builder().from_ratios(dict.fromkeys(self.layer_names, self.max_ratio))
 
-    def _check_budget_reachable(self, tightest: MaskSet) -> None:
-        """Raise ``ValueError`` if no action can meet the params or flops budget: not even
-        the ``tightest`` masks. A latency budget is measured per episode, not here.
+    def _check_budget_reachable(self, tightest: MaskSet, budget: Budget | None = None) -> None:
+        """Raise ``ValueError`` if no action can meet the params or flops ``budget``
+        (default the env's): not even the ``tightest`` masks. A latency budget is measured
+        per episode, not here.
         """
+        budget = self.budget if budget is None else budget
         used = self.used_fractions(tightest)
         unreachable = {
             r: used[r]
-            for r, limit in self.budget.limits.items()
+            for r, limit in budget.limits.items()
             if r in used and used[r] > limit + TOLERANCE
         }
         if unreachable:
             floor = ", ".join(f"{r} >= {value:.4g}" for r, value in unreachable.items())
             raise ValueError(
-                f"budget {self.budget.limits} cannot be met by {type(self).__name__}: even its "
+                f"budget {budget.limits} cannot be met by {type(self).__name__}: even its "
                 f"most pruning action (every layer at max_ratio={self.max_ratio:g}, structure="
                 f"{self.structure!r}) keeps {floor} of the dense network. Loosen the budget to "
                 "at least that, or raise max_ratio."
@@ -276,9 +299,21 @@ class PruningEnv(gym.Env):
         """Names of the columns of ``layer_table`` (one row per controlled layer)."""
         return STATIC_FEATURES + metric_feature_names(self.metrics)
 
-    @cached_property
+    @property
+    def budget_key(self) -> tuple[tuple[str, float], ...]:
+        """This episode's budget as a hashable key (what per-budget caches are keyed by)."""
+        return tuple(sorted(self.budget.limits.items()))
+
+    @property
     def layer_table(self) -> np.ndarray:
-        """Static and per-metric features of every controlled layer, computed once."""
+        """Static and per-metric features of every controlled layer at this episode's
+        budget, computed once per budget."""
+        if self.budget_key not in self._layer_tables:
+            self._layer_tables[self.budget_key] = self._compute_layer_table()
+        return self._layer_tables[self.budget_key]
+
+    def _compute_layer_table(self) -> np.ndarray:
+        """``layer_table`` at the current budget."""
         cost_model = self.context.cost_model
         static = static_table(self.context.layers, cost_model.params_dense, cost_model.macs_dense)
         kept = {
@@ -505,9 +540,14 @@ class PruningEnv(gym.Env):
         return cls.SETTINGS(**renamed_settings(settings)).reward_train_steps
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Seed the env's RNG and start an episode; subclasses return its first observation."""
+        """Seed the env's RNG and start an episode at its budget (``episode_budget``);
+        subclasses return its first observation."""
         super().reset(seed=seed)
         self._episode_over = False
+        budget = self.episode_budget(options or {})
+        if budget != self.budget:
+            self.budget = budget
+            self._budget_changed()
         return None
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:

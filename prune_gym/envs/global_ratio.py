@@ -88,11 +88,24 @@ class GlobalRatioEnv(PruningEnv):
         self._observation, self.feature_names = self.table_observation()
         self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
-        self.reference_densities = None
         self._last_masks_of: tuple[tuple, MaskSet] | None = None
-        if settings.action == "logits":
-            ratios = self._reference_ratios()
-            self.reference_densities = 1.0 - np.clip(ratios, self.min_ratio, self.max_ratio)
+        self._references: dict[tuple, np.ndarray] = {}
+        self.reference_densities = self._reference_densities()
+
+    def _budget_changed(self) -> None:
+        """The observation and the logits' reference at the episode's budget."""
+        self._observation = self.table_observation()[0]
+        self.reference_densities = self._reference_densities()
+
+    def _reference_densities(self) -> np.ndarray | None:
+        """With logits, the reference's densities at this budget (computed once per
+        budget; a reference given layer by layer is the same at every budget)."""
+        if self.settings.action != "logits":
+            return None
+        if self.budget_key not in self._references:
+            ratios = np.clip(self._reference_ratios(), self.min_ratio, self.max_ratio)
+            self._references[self.budget_key] = 1.0 - ratios
+        return self._references[self.budget_key]
 
     def _reference_ratios(self) -> np.ndarray:
         """The reference allocation over ``layer_names``, named or given layer by layer."""

@@ -126,6 +126,10 @@ class MetricMixEnv(PruningEnv):
         width = len(self.metrics) + (self.num_layers if settings.mode == "joint" else 0)
         self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)
 
+    def _budget_changed(self) -> None:
+        """The observation at the episode's budget."""
+        self._observation = self.table_observation()[0]
+
     @property
     def prunes_to_budget(self) -> bool:
         """Global mode prunes to exactly the tightest budget; joint mode takes ratios."""

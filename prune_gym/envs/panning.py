@@ -27,6 +27,7 @@ from prune_gym.envs.policy_names import PANNING_METHODS, RANDOM
 from prune_gym.envs.settings import PruningSettings, doc
 from prune_gym.pruning import Budget, MaskSet, compute_scores
 from prune_gym.pruning.allocate import flat_percentile_ranks, per_layer, whole_weight_sparsity
+from prune_gym.pruning.cost import BudgetRange, budget_setting
 from prune_gym.pruning.layers import weight_shapes
 
 PANNING_METRICS = ("synflow", "snip", "grasp")
@@ -128,7 +129,13 @@ class PanningSettings(PruningSettings):
             target = check_number(target, "target", 0.0, 1.0, high_open=True)
         if self.budget is None:
             return target
-        limits = Budget(self.budget).limits
+        budget = budget_setting(self.budget)
+        if isinstance(budget, BudgetRange):
+            raise ValueError(
+                f"Panning draws its target from target_range, not a budget range "
+                f"({budget.label}): give target_range=(low, high) sparsities"
+            )
+        limits = budget.limits
         if set(limits) != {"params"}:
             raise ValueError(
                 f"Panning prunes to a target sparsity: budget={self.budget!r} may only hold "
@@ -195,6 +202,16 @@ class PanningEnv(PruningEnv):
     def initial_budget(self) -> Budget:
         """The params budget of the initial target (``1 - target``)."""
         return Budget({"params": max(1.0 - self._initial_target(), 1e-9)})
+
+    def episode_budget(self, options: Mapping[str, Any]) -> Budget:
+        """The budget stays until ``reset`` draws the episode's target (``target_range``);
+        ``options["budget"]`` is refused: the target sets it."""
+        if "budget" in options:
+            raise ValueError(
+                "Panning's budget is 1 - its target sparsity: give target= or target_range= "
+                f"when making the env, not reset options {dict(options)}"
+            )
+        return self.budget
 
     @property
     def acts_by_ratios(self) -> bool:

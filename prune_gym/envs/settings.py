@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from prune_gym.checks import check_fraction, check_int, check_unique, did_you_mean
 from prune_gym.pruning import Budget
+from prune_gym.pruning.cost import BudgetRange, budget_setting
 from prune_gym.pruning.masks import check_structure
 from prune_gym.tasks import Task
 
@@ -71,11 +72,13 @@ class PruningSettings:
     DEFAULT_BUDGET: ClassVar[Mapping[str, float] | None] = DEFAULT_BUDGET
 
     task: str | Task = field(default="digits-mlp", metadata=doc("registered task name or a `Task`"))
-    budget: Mapping[str, float] | Budget | None = field(
+    budget: Mapping[str, float | tuple[float, float]] | Budget | BudgetRange | None = field(
         default=None,
         metadata=doc(
             "resource (`params`, `flops`, `latency`) -> largest fraction of the dense value, "
-            "in (0, 1]; default `{'flops': 0.5}`; `latency` needs `structure='channel'`"
+            "in (0, 1], or a `(low, high)` range: one budget drawn per episode (log-uniform; "
+            "`reset(options={'budget': ...})` fixes one); default `{'flops': 0.5}`; "
+            "`latency` needs `structure='channel'`"
         ),
     )
     structure: str = field(default="unstructured", metadata=doc("`'unstructured'` or `'channel'`"))
@@ -123,8 +126,9 @@ class PruningSettings:
             )
         self._set("structure", check_structure(self.structure))
         if self.budget is not None or self.DEFAULT_BUDGET is not None:
-            self._set("budget", Budget(self.DEFAULT_BUDGET if self.budget is None else self.budget))
-        latency = self.budget is not None and "latency" in self.budget.limits
+            budget = self.DEFAULT_BUDGET if self.budget is None else self.budget
+            self._set("budget", budget_setting(budget))
+        latency = self.budget is not None and "latency" in self.budget_resources
         if latency and self.structure != "channel":
             raise ValueError(
                 "a latency budget is measured on the exported model, so it needs "
@@ -149,6 +153,13 @@ class PruningSettings:
         self._set("max_ratio", check_fraction(self.max_ratio, "max_ratio"))
         if self.min_ratio > self.max_ratio:
             raise ValueError(f"min_ratio={self.min_ratio} exceeds max_ratio={self.max_ratio}")
+
+    @property
+    def budget_resources(self) -> tuple[str, ...]:
+        """The budgeted resources, of a fixed budget or of a range."""
+        if isinstance(self.budget, BudgetRange):
+            return tuple(self.budget.bounds)
+        return () if self.budget is None else tuple(self.budget.limits)
 
     def _set(self, name: str, value: Any) -> None:
         """Replace a field by its checked form (the dataclass is frozen to everyone else)."""

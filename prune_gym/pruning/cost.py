@@ -18,11 +18,13 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from prune_gym.checks import check_number, did_you_mean
+from prune_gym.checks import check_number, did_you_mean, is_real
 from prune_gym.pruning.layers import (
     CONV_TYPES,
     PRUNABLE_TYPES,
@@ -443,3 +445,97 @@ class Budget:
     def is_met(self, used: dict[str, float]) -> bool:
         """Whether every used fraction is within its limit."""
         return self.violation(used) <= 0.0
+
+
+@dataclass(frozen=True)
+class BudgetRange:
+    """A range of limits per resource: a budget-conditioned env draws one budget per episode.
+
+    ``bounds``: resource -> ``(low, high)`` with ``0 < low <= high <= 1``; a plain number
+    is a fixed limit. Each resource is drawn log-uniformly (``sample``): a budget's
+    difficulty goes with the factor by which it shrinks the network, so every factor in the
+    range gets the same share of episodes (uniformly, 0.02-0.04 would get a ninth of
+    (0.02, 0.2); log-uniformly it gets a third, as much as 0.1-0.2).
+    """
+
+    bounds: dict[str, tuple[float, float]]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bounds, Mapping):
+            raise TypeError(
+                f"budget range {self.bounds!r} must be a dict resource -> (low, high) such "
+                "as {'params': (0.02, 0.2)}"
+            )
+        pairs = {
+            resource: (bound, bound) if is_real(bound) else _pair(resource, bound)
+            for resource, bound in self.bounds.items()
+        }
+        lows = Budget({r: low for r, (low, _) in pairs.items()}).limits  # checks each
+        highs = Budget({r: high for r, (_, high) in pairs.items()}).limits
+        for resource, pair in pairs.items():
+            if lows[resource] > highs[resource]:
+                raise ValueError(f"budget {resource} range {pair!r}: low must not exceed high")
+        object.__setattr__(self, "bounds", {r: (lows[r], highs[r]) for r in pairs})
+
+    @classmethod
+    def parse(cls, text: str) -> BudgetRange:
+        """``"params=0.02:0.2"``, resources joined by ``+`` as in ``Budget.parse``."""
+        bounds: dict[str, float | tuple[float, float]] = {}
+        for item in text.split("+"):
+            resource, _, value = item.partition("=")
+            low, colon, high = value.partition(":")
+            if colon:
+                bounds[resource.strip()] = (_number(item, low), _number(item, high))
+            else:
+                bounds |= Budget.parse(item).limits
+        return cls(bounds)
+
+    @property
+    def tightest(self) -> Budget:
+        """Every resource at its lowest limit: what the env must be able to meet."""
+        return Budget({r: low for r, (low, _) in self.bounds.items()})
+
+    @property
+    def label(self) -> str:
+        """The range's text (``parse`` reads it back)."""
+        return "+".join(
+            f"{r}={low:g}" if low == high else f"{r}={low:g}:{high:g}"
+            for r, (low, high) in sorted(self.bounds.items())
+        )
+
+    def sample(self, rng: np.random.Generator) -> Budget:
+        """One budget, each resource drawn log-uniformly within its range from ``rng``."""
+        return Budget(
+            {
+                r: float(np.exp(rng.uniform(np.log(low), np.log(high)))) if low < high else low
+                for r, (low, high) in self.bounds.items()
+            }
+        )
+
+
+def budget_setting(value: Any) -> Budget | BudgetRange:
+    """A budget from a setting: a ``Budget`` or ``BudgetRange``, or a mapping whose values
+    are limits or ``(low, high)`` ranges (then a ``BudgetRange``). Text is the CLI's, read
+    by ``Budget.parse`` and ``BudgetRange.parse``."""
+    if isinstance(value, Budget | BudgetRange):
+        return value
+    if isinstance(value, Mapping) and not all(is_real(v) for v in value.values()):
+        return BudgetRange(dict(value))
+    return Budget(value)
+
+
+def _pair(resource: str, bound: Any) -> tuple[Any, Any]:
+    """``bound`` as ``(low, high)``; ``ValueError`` naming the resource otherwise."""
+    if isinstance(bound, Sequence) and not isinstance(bound, str) and len(bound) == 2:
+        return bound[0], bound[1]
+    raise ValueError(
+        f"budget {resource}={bound!r} must be a fraction or a (low, high) pair of fractions"
+    )
+
+
+def _number(item: str, text: str) -> float:
+    """``text`` as a float; ``ValueError`` naming the budget item otherwise."""
+    try:
+        return float(text)
+    except ValueError as error:
+        raise ValueError(f"budget item {item!r}: {text!r} is not a number") from error

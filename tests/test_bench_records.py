@@ -216,3 +216,18 @@ def test_run_keys_tell_apart_specs_that_share_a_folder():
     longer = dataclasses.replace(short, finetune_steps=(100,))
     assert len(run_keys(short)) == 2 and run_keys(short) == run_keys(short)  # one per seed
     assert run_keys(short).isdisjoint(run_keys(longer))
+
+
+def test_best_on_val_breaks_ties_without_the_random_policies_or_the_rows_order():
+    from prune_gym.bench.report import best_on_val
+
+    def row(val, feasible=1.0):
+        return {"val_accuracy": (val, 0.0), "feasible": feasible}
+
+    rows = {"random": row(1.0), "uniform": row(1.0), "erk": row(1.0), "snip": row(0.9)}
+    assert best_on_val(rows) == "erk"  # tied with random and uniform: first by name
+    assert best_on_val(dict(reversed(rows.items()))) == "erk"  # whatever the order
+    assert best_on_val({"random-weights": row(0.8), "snip [a=1]": row(0.8)}) == "snip [a=1]"
+    assert best_on_val({"random": row(0.95), "erk": row(0.9)}) == "random"  # alone best
+    assert best_on_val({"erk": row(0.99, feasible=0.5), "random": row(0.9)}) == "random"
+    assert best_on_val({"erk": row(0.99, feasible=0.5)}) is None

@@ -19,6 +19,7 @@ from scipy.stats import ttest_rel
 
 from prune_gym.bench.plots import accuracy_vs_compression, layer_densities
 from prune_gym.bench.spec import loosest_first
+from prune_gym.envs.policy_names import RANDOM, RANDOM_WEIGHTS
 from prune_gym.files import write_atomically
 
 #: the record columns first (see docs/design.md, Records), then what identifies and explains
@@ -60,6 +61,8 @@ REPORT_FILES = (
     "accuracy_vs_compression.png",
     "layer_ratios.png",
 )
+#: the fixed policies that act at random: they lose every tie (``best_on_val``).
+RANDOM_POLICIES = (RANDOM, RANDOM_WEIGHTS)
 SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "params_ratio", "macs_ratio", "train_steps")
 #: p-value at or above which a method is marked as not distinguishable from the best.
 NOISE_LEVEL = 0.05
@@ -145,9 +148,18 @@ def summarise(
 
 
 def best_on_val(rows: dict[str, dict[str, Any]]) -> str | None:
-    """The method with the best mean val accuracy among those feasible in every run."""
-    feasible = [m for m, row in rows.items() if row["feasible"] == 1.0]
-    return max(feasible, key=lambda m: rows[m]["val_accuracy"][0], default=None)
+    """The method with the best mean val accuracy among those feasible in every run.
+
+    A tie (equal means) goes to a method that is not a random policy (``random``,
+    ``random-weights``), then to the name first in alphabetical order: the choice never
+    depends on the rows' order, and a random policy is chosen only when it alone is best.
+    """
+    feasible = sorted(m for m, row in rows.items() if row["feasible"] == 1.0)
+    return max(
+        feasible,
+        key=lambda m: (rows[m]["val_accuracy"][0], m.split(" [")[0] not in RANDOM_POLICIES),
+        default=None,
+    )
 
 
 def paired_p_value(ours: list[float], theirs: list[float]) -> float:

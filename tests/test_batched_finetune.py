@@ -62,12 +62,18 @@ def test_each_copy_ends_where_finetune_of_its_mask_ends(task_name, structure):
         assert result["loss"] == pytest.approx(expected["loss"], rel=1e-4)
 
 
-def test_reward_metrics_many_equals_reward_metrics_and_remembers():
+def one_by_one(count, steps, seed):
+    """A digits-mlp context (nothing remembered), ``count`` masks and their single rewards."""
     context = get_context("digits-mlp", "unstructured", ("magnitude",), "magnitude", 100, "cpu")
-    masks = random_masks(context, 3, seed=5)
+    masks = random_masks(context, count, seed=seed)
     context.forget_results()
-    alone = [context.reward_metrics(mask_set, 10, seed=0) for mask_set in masks]
+    alone = [context.reward_metrics(mask_set, steps, seed=0) for mask_set in masks]
     context.forget_results()
+    return context, masks, alone
+
+
+def test_reward_metrics_many_equals_reward_metrics_and_remembers():
+    context, masks, alone = one_by_one(3, 10, seed=5)
     together = context.reward_metrics_many([*masks, masks[0]], 10, seed=0)
     assert together[0] == together[3]
     for single, batched in zip(alone, together, strict=False):
@@ -138,11 +144,7 @@ def test_stacked_layers_are_used_only_where_they_compute_the_copies(cls, mechani
 
 
 def test_batches_hold_at_most_copies_per_batch_and_a_lone_mask_takes_the_single_path():
-    context = get_context("digits-mlp", "unstructured", ("magnitude",), "magnitude", 100, "cpu")
-    masks = random_masks(context, 5, seed=9)
-    context.forget_results()
-    alone = [context.reward_metrics(mask_set, 3, seed=0) for mask_set in masks]
-    context.forget_results()
+    context, masks, alone = one_by_one(5, 3, seed=9)
     sizes = []
     original = context.task.finetune_copies
     context.task.finetune_copies = lambda model, batch, *a, **k: (

@@ -64,7 +64,7 @@ def comparison_spec(
     del settings["task"], settings["budget"]
     return BenchSpec(
         tasks=(config.task,),
-        budgets=(Budget(config.budget).label,),
+        budgets=tuple(budget.label for budget in config.evaluation_budgets),
         methods=names,
         seeds=config.eval_episodes,
         first_seed=config.seed,
@@ -154,31 +154,43 @@ def policy_name(record: dict[str, Any], agent: str) -> str:
 
 def policy_summary(
     records: list[dict[str, Any]], ignore: tuple[str, ...] = ()
-) -> dict[str, dict[str, Any]]:
-    """``bench.report.summarise`` per ``policy`` name (learned first): means ± std over runs.
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``bench.report.summarise`` per (budget, ``policy`` name): means ± std over runs,
+    the tightest budget first, the learned policy first at each budget.
 
     ``ignore``: settings that do not tell runs of one policy apart.
     """
     summary = summarise([record | {"method": record["policy"]} for record in records], ignore)
-    rows = {policy: row for (_, _, policy), row in summary.items()}
-    return dict(sorted(rows.items(), key=lambda item: item[1]["kind"] != "learned"))
+    rows = {(budget, policy): row for (_, budget, policy), row in summary.items()}
+
+    def order(item: tuple[tuple[str, str], dict[str, Any]]) -> tuple[float, bool]:
+        (budget, _), row = item
+        return min(Budget.parse(budget).limits.values()), row["kind"] != "learned"
+
+    return dict(sorted(rows.items(), key=order))
 
 
 def comparison_rows(
     config: RunConfig, records: list[dict[str, Any]], **learned: Any
 ) -> list[dict[str, Any]]:
-    """One row per policy, learned first: its means over the runs, ``best_on_val`` marking
-    the fixed policy chosen on val; ``learned``: more fields of the learned rows."""
+    """One row per budget and policy, learned first at each budget: its means over the
+    runs, ``best_on_val`` marking the fixed policy chosen on val at that budget;
+    ``learned``: more fields of the learned rows."""
     summary = policy_summary(records)
-    best = best_on_val({name: row for name, row in summary.items() if row["kind"] != "learned"})
+    fixed: dict[str, dict[str, dict[str, Any]]] = {budget: {} for budget, _ in summary}
+    for (budget, name), row in summary.items():
+        if row["kind"] != "learned":
+            fixed[budget][name] = row
+    best = {budget: best_on_val(rows) for budget, rows in fixed.items()}
     rows = []
-    for name, stats in summary.items():
-        mine = [record for record in records if record["policy"] == name]
+    for (budget, name), stats in summary.items():
+        mine = [r for r in records if r["policy"] == name and r["budget"] == budget]
         is_learned = stats["kind"] == "learned"
         row: dict[str, Any] = {"policy": name, "kind": "learned" if is_learned else "baseline"}
+        row["budget"] = budget
         row["episodes"] = stats["runs"]
         row |= {key: stats[key][0] for key in SUMMARY_FIELDS}
-        row |= {"feasible": stats["feasible"], "best_on_val": name == best}
+        row |= {"feasible": stats["feasible"], "best_on_val": name == best[budget]}
         row["ratios"] = min(mine, key=lambda record: record["seed"])["ratios"]
         row["finetune_steps"] = config.finetune_steps
         row["timesteps"] = config.timesteps if is_learned else 0
@@ -188,38 +200,58 @@ def comparison_rows(
 
 
 def best_baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The row of the fixed policy chosen on val (``best_on_val``), None if none always met
-    the budget."""
-    return next((row for row in rows if row.get("best_on_val")), None)
+    """The row of the fixed policy chosen on val (``best_on_val``) at the rows' first
+    (tightest) budget, None if none always met it."""
+    first = rows[0]["budget"] if rows else None
+    return next((r for r in rows if r.get("best_on_val") and r["budget"] == first), None)
 
 
 def budget_text(config: RunConfig) -> str:
-    """The run's budget for table titles: ``flops <= 0.5, params <= 0.6``."""
-    return ", ".join(f"{k} <= {v:g}" for k, v in config.budget.items())
+    """The run's budget for table titles: ``flops <= 0.5, params <= 0.6``, or a range's
+    ``params in [0.02, 0.2]``."""
+    return ", ".join(
+        f"{k} in [{v[0]:g}, {v[1]:g}]" if isinstance(v, list | tuple) else f"{k} <= {v:g}"
+        for k, v in config.budget.items()
+    )
+
+
+#: the comparison table's columns after the budget.
+COLUMNS = (
+    "policy",
+    "val acc.",
+    "test acc.",
+    "MACs ratio",
+    "params ratio",
+    "feasible rate",
+    "env steps",
+)
 
 
 def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
-    """Markdown table of the rows, the best baseline (chosen on val) marked."""
-    budget = budget_text(config)
-    best = best_baseline(rows)
+    """Markdown table of the rows, the best baseline at each budget (chosen on val) marked;
+    a budget column when the rows span several budgets (a budget range)."""
+    budgets = list(dict.fromkeys(row["budget"] for row in rows))
+    several = len(budgets) > 1
+    bests = {row["budget"]: row["policy"] for row in rows if row.get("best_on_val")}
+    chosen = ", ".join(bests.get(b, "none") + (f" at {b}" if several else "") for b in budgets)
     lines = [
-        f"# {config.agent} on {config.env}, task {config.task}, budget {budget}",
+        f"# {config.agent} on {config.env}, task {config.task}, budget {budget_text(config)}",
         "",
         f"Deterministic policies, {config.eval_episodes} episode(s) each (bench seeds "
         f"{config.seed} to {config.seed + config.eval_episodes - 1}); every final mask "
         f"trained {config.finetune_steps} steps before val/test accuracy. (*): the best "
-        f"baseline, chosen on val accuracy among those always feasible: "
-        f"{best['policy'] if best else 'none'}. The learned policy is the training "
-        "checkpoint best on val (the untrained one included); test accuracy is only "
-        "reported.",
+        f"baseline, chosen on val accuracy among those always feasible: {chosen}. The "
+        "learned policy is the training checkpoint best on val (the untrained one "
+        "included); test accuracy is only reported.",
         "",
-        "| policy | val acc. | test acc. | MACs ratio | params ratio | feasible rate | env steps |",
-        "|---|---|---|---|---|---|---|",
+        ("| budget " if several else "") + f"| {' | '.join(COLUMNS)} |",
+        ("|---" if several else "") + "|---" * len(COLUMNS) + "|",
     ]
     for row in rows:
-        mark = " (*)" if row is best else ""
+        mark = " (*)" if row.get("best_on_val") else ""
         lines.append(
-            f"| {row['policy']}{mark} | {row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} "
+            (f"| {row['budget']} " if several else "")
+            + f"| {row['policy']}{mark} | {row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} "
             f"| {row['macs_ratio']:.4f} | {row['params_ratio']:.4f} | {row['feasible']:.0%} "
             f"| {row['timesteps']} |"
         )
@@ -248,9 +280,13 @@ def seeds_table(
         "|---|---|---|---|---|---|---|",
     ]
     summary = policy_summary(latest_records(records), ignore=PER_TRAINING_SETTINGS)
-    for policy, row in summary.items():
+    several = len({budget for budget, _ in summary}) > 1
+    if several:
+        lines[-2:] = [f"| budget {lines[-2]}", f"|---{lines[-1]}"]
+    for (budget, policy), row in summary.items():
         cells = " | ".join(mean_std_cell(row[key]) for key in SUMMARY_FIELDS)
-        lines.append(f"| {policy} | {row['runs']} | {cells} | {row['feasible']:.0%} |")
+        start = f"| {budget} " if several else ""
+        lines.append(f"{start}| {policy} | {row['runs']} | {cells} | {row['feasible']:.0%} |")
     for seed, error in failed.items():
         lines.append(f"\nSeed {seed} failed: {error}")
     return "\n".join(lines) + "\n"

@@ -178,7 +178,11 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
     (out / "run.json").write_text(config.to_json())
     model.set_logger(configure(str(out), ["csv", "tensorboard"]))
     env = gym.make(config.env, **config.env_settings(task=task))
-    selection = ValidationSelection(env, config.finetune_steps, config.eval_freq, config.seed)
+    ranged = len(config.evaluation_budgets) > 1
+    budgets = [budget.limits for budget in config.evaluation_budgets] if ranged else []
+    selection = ValidationSelection(
+        env, config.finetune_steps, config.eval_freq, config.seed, budgets=budgets
+    )
     progress = TrainingProgress(config.timesteps, list(config.budget))
     start = time.perf_counter()
     model.learn(total_timesteps=config.timesteps, callback=[progress, selection])
@@ -205,7 +209,7 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
         budget=config.budget,
         finetune_steps=config.finetune_steps,
         kept_timesteps=selection.kept_timesteps,
-        best=None if best is None else (best["policy"], best["val_accuracy"]),
+        best=None if best is None or ranged else (best["policy"], best["val_accuracy"]),
         dense_val_accuracy=task.evaluate(task.pretrained_model(), "val")["accuracy"],
     )
     return table, records

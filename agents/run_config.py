@@ -20,6 +20,8 @@ import yaml
 from prune_gym.checks import check_choice, check_int, check_number
 from prune_gym.envs import env_settings_names, family_env_id, prune_gym_env_class
 from prune_gym.envs.settings import renamed_settings
+from prune_gym.pruning import Budget
+from prune_gym.pruning.cost import BudgetRange, budget_setting
 
 #: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
 AGENTS = {"ppo-lag": "ppo-lag", "ppo": "ppo", "panning": "td3"}
@@ -60,7 +62,9 @@ class RunConfig:
         which gets the defaults and hyperparameters of its class's ``FAMILY_ID``
         (GlobalRatio-v0's for a family deriving from ``PruningEnv`` alone).
     :param task: task name.
-    :param budget: resource -> limit; for Panning, ``{"params": 1 - target}``.
+    :param budget: resource -> limit, or ``[low, high]``: one policy trained over the range
+        (a budget drawn per episode), compared at ``evaluation_budgets``; for Panning,
+        ``{"params": 1 - target}``.
     :param agent: ``ppo-lag`` (PPO-Lagrangian), ``ppo`` (PPO on ``LagrangianReward`` at
         price ``lam``) or ``panning`` (TD3 on Panning-v0).
     :param timesteps: env steps of training.
@@ -82,7 +86,7 @@ class RunConfig:
 
     env: str = "prune_gym/GlobalRatio-v0"
     task: str = "digits-cnn"
-    budget: dict[str, float] = field(default_factory=lambda: {"flops": 0.5})
+    budget: dict[str, float | list[float]] = field(default_factory=lambda: {"flops": 0.5})
     agent: str = "ppo-lag"
     timesteps: int = 2048
     seed: int = 0
@@ -95,6 +99,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.agent, "agent", AGENTS)
+        ranged = isinstance(budget_setting(self.budget), BudgetRange)  # checks the limits
+        if ranged and self.agent == "panning":
+            raise ValueError(
+                f"budget {self.budget}: the Panning agent prunes to one target sparsity; "
+                "give --budget params=<1 - target>"
+            )
         if self.agent == "panning":
             self.env = PANNING_ENV
             if set(self.budget) != {"params"}:
@@ -129,7 +139,23 @@ class RunConfig:
         except TypeError as error:  # a usage error: one line from the CLI
             raise ValueError(str(error)) from error
         defaults = {k: v for k, v in ENV_DEFAULTS.get(family, {}).items() if k in accepted}
+        if ranged and "reference" in defaults:
+            if self.env_kwargs.get("reference") == "best":
+                raise ValueError(
+                    f'reference="best" is one fixed policy\'s allocation at one budget; over '
+                    f"the budget range {self.budget} give global, erk or uniform (default global)"
+                )
+            defaults["reference"] = "global"  # the logits' reference, at each episode's budget
         self.env_kwargs = defaults | dict(self.env_kwargs)
+
+    @property
+    def evaluation_budgets(self) -> list[Budget]:
+        """The budgets the comparison runs at: the budget, or a range's tightest end, its
+        log-middle and its loosest end (``BudgetRange.grid``)."""
+        budget = budget_setting(self.budget)
+        if not isinstance(budget, BudgetRange):
+            return [budget]
+        return [Budget.parse(point.label) for point in budget.grid(3)]  # as records name them
 
     @property
     def algorithm(self) -> str:

@@ -15,9 +15,11 @@ it did not).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from prune_gym.evaluation import assess_policy
@@ -36,11 +38,22 @@ class ValidationSelection(BaseCallback):
     :param finetune_steps: training of the final masks before their val accuracy.
     :param eval_freq: env steps between checks.
     :param seed: seed of the episodes and the fine-tuning (as in the final comparison).
+    :param budgets: a budget-conditioned policy is assessed at each of these (the
+        comparison's budgets): its check is their mean val accuracy, feasible only if it
+        meets every one, with the largest violation.
     """
 
-    def __init__(self, env: gym.Env, finetune_steps: int, eval_freq: int, seed: int) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        finetune_steps: int,
+        eval_freq: int,
+        seed: int,
+        budgets: Sequence[dict[str, float]] = (),
+    ) -> None:
         super().__init__()
         self.env = env
+        self.budgets = list(budgets)
         self.finetune_steps = finetune_steps
         self.eval_freq = eval_freq
         self.seed = seed
@@ -70,11 +83,23 @@ class ValidationSelection(BaseCallback):
     def _check(self) -> None:
         """Assess the current deterministic policy; remember its weights if best so far."""
         self._last_check = self.num_timesteps
-        (record,) = assess_policy(
-            self.model, self.env, 1, seed=self.seed, finetune_steps=self.finetune_steps
-        )
-        check = {"timesteps": self.num_timesteps}
-        check |= {key: record[key] for key in ("val_accuracy", "feasible", "budget_violation")}
+        records = [
+            assess_policy(
+                self.model,
+                self.env,
+                1,
+                seed=self.seed,
+                finetune_steps=self.finetune_steps,
+                options=None if budget is None else {"budget": budget},
+            )[0]
+            for budget in self.budgets or [None]
+        ]
+        check = {
+            "timesteps": self.num_timesteps,
+            "val_accuracy": float(np.mean([record["val_accuracy"] for record in records])),
+            "feasible": all(record["feasible"] for record in records),
+            "budget_violation": max(record["budget_violation"] for record in records),
+        }
         self.history.append(check)
         for key in ("timesteps", "val_accuracy", "feasible", "budget_violation"):
             self.logger.record(f"eval/{key}", float(check[key]))

@@ -116,11 +116,15 @@ def _train(args: argparse.Namespace) -> int:
     """Train an agent into ``--out`` (one per seed) and print its table against the baselines."""
     from agents.jobs import train, train_seeds
     from agents.run_config import RunConfig
-    from prune_gym.pruning import Budget
+    from prune_gym.pruning.cost import BudgetRange, parse_budget
 
-    budget = {}
+    budget: dict[str, float | list[float]] = {}
     for text in args.budget or ["flops=0.5"]:
-        budget |= Budget.parse(text).limits
+        parsed = parse_budget(text)
+        if isinstance(parsed, BudgetRange):
+            budget |= {r: [low, high] for r, (low, high) in parsed.bounds.items()}
+        else:
+            budget |= parsed.limits
     env_kwargs = dict(args.env_kwargs or {})
     flags = {
         "structure": args.structure,
@@ -270,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         action="append",
         help="one budget, as bench writes it: resource=fraction, several joined by + "
-        "(flops=0.5+params=0.3); repeatable, the limits merged (default flops=0.5)",
+        "(flops=0.5+params=0.3); repeatable, the limits merged (default flops=0.5); "
+        "resource=low:high trains one policy over a range (params=0.02:0.2), compared at "
+        "its ends and log-middle",
     )
     train.add_argument("--agent", default="ppo-lag", choices=("ppo-lag", "ppo", "panning"))
     train.add_argument("--timesteps", type=int, default=2048, help="env steps of training")

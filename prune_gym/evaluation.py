@@ -61,11 +61,13 @@ def assess_policy(
     deterministic: bool = True,
     seed: int = 0,
     finetune_steps: int = 0,
+    options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per episode: return, length, costs, the final info, val/test accuracy.
 
     ``finetune_steps`` fine-tunes every episode's final masks before val/test accuracy
-    are measured, the same budget for every policy compared.
+    are measured, the same budget for every policy compared. ``options`` go to every
+    ``reset`` (e.g. ``{"budget": {...}}`` for a budget-conditioned env).
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes={n_episodes!r} must be >= 1")
@@ -73,7 +75,7 @@ def assess_policy(
     records = []
     for episode in range(n_episodes):
         start = time.perf_counter()
-        observation, _ = env.reset(seed=seed + episode)
+        observation, _ = env.reset(seed=seed + episode, options=options)
         total, length, costs, done = 0.0, 0, {}, False
         while not done:
             action, _ = policy.predict(observation, deterministic=deterministic)

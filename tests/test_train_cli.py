@@ -174,3 +174,32 @@ def test_n_envs_keeps_the_rollout_size_and_is_checked():
         RunConfig(n_envs=0)
     with pytest.raises(ValueError, match="n_envs=2"):
         RunConfig(agent="panning", budget={"params": 0.1}, n_envs=2)
+
+
+def test_train_over_a_budget_range_compares_at_its_ends_and_middle(tmp_path):
+    args = ["train", "--task", "digits-mlp", "--budget", "params=0.05:0.2", "--timesteps", "64"]
+    assert main([*args, "--finetune-steps", "5", "--out", str(tmp_path)]) == 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["budget"] == {"params": [0.05, 0.2]}
+    assert run["env_kwargs"]["reference"] == "global"  # "best" is one budget's allocation
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [row["budget"] for row in rows if row["kind"] == "learned"] == [
+        "params=0.05",
+        "params=0.1",
+        "params=0.2",
+    ]
+    learned = [row for row in rows if row["kind"] == "learned"]
+    assert all(row["feasible"] == 1.0 for row in learned)
+    assert [round(row["params_ratio"], 2) for row in learned] == [0.05, 0.1, 0.2]
+    assert sum(row["best_on_val"] for row in rows) == 3  # one best fixed policy per budget
+    summary = (tmp_path / "summary.md").read_text()
+    assert "budget params in [0.05, 0.2]" in summary and "| params=0.1 | learned" in summary
+
+
+def test_a_budget_range_refuses_the_best_reference_and_the_panning_agent():
+    with pytest.raises(ValueError, match="reference"):
+        RunConfig(budget={"params": [0.05, 0.2]}, env_kwargs={"reference": "best"})
+    with pytest.raises(ValueError, match="one target sparsity"):
+        RunConfig(agent="panning", budget={"params": [0.05, 0.2]})
+    with pytest.raises(ValueError, match="low must not exceed high"):
+        RunConfig(budget={"params": [0.2, 0.05]})

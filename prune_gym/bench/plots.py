@@ -15,6 +15,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,7 @@ def training_curves(
     path: Path,
     *,
     title: str,
-    budget: dict[str, float],
+    budget: dict[str, float | Sequence[float]],
     finetune_steps: int,
     kept_timesteps: int | None,
     best: tuple[str, float] | None,
@@ -281,8 +282,13 @@ def training_curves(
         for resource in costs:
             used = columns[f"rollout/ep_cost_{resource}_mean"]
             (line,) = ax.plot(*zip(*used, strict=True), label=f"{resource} used")
-            ax.axhline(budget[resource], ls="--", color=line.get_color(), label=f"{resource} limit")
-            highest = max(highest, budget[resource], *(value for _, value in used))
+            limit = budget[resource]
+            if isinstance(limit, Sequence):  # a budget range: one limit per episode
+                ax.axhspan(*limit, color=line.get_color(), alpha=0.15, label=f"{resource} limits")
+                limit = max(limit)
+            else:
+                ax.axhline(limit, ls="--", color=line.get_color(), label=f"{resource} limit")
+            highest = max(highest, limit, *(value for _, value in used))
         ax.set_ylim(0.0, 1.15 * highest)  # a cost on its limit stays off the frame
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_ylabel("episode cost")

@@ -503,6 +503,14 @@ class BudgetRange:
             for r, (low, high) in sorted(self.bounds.items())
         )
 
+    def grid(self, points: int = 3) -> list[Budget]:
+        """``points`` budgets spread log-evenly from the tightest to the loosest corner
+        (every ranged resource moves together), e.g. to evaluate over the range."""
+        return [
+            Budget({r: low * (high / low) ** t for r, (low, high) in self.bounds.items()})
+            for t in np.linspace(0.0, 1.0, points)
+        ]
+
     def sample(self, rng: np.random.Generator) -> Budget:
         """One budget, each resource drawn log-uniformly within its range from ``rng``."""
         return Budget(
@@ -511,6 +519,12 @@ class BudgetRange:
                 for r, (low, high) in self.bounds.items()
             }
         )
+
+
+def parse_budget(text: str) -> Budget | BudgetRange:
+    """The CLI's budget text: ``"flops=0.5"`` (a ``Budget``) or, with a ``low:high`` range
+    for some resource, ``"params=0.02:0.2"`` (a ``BudgetRange``)."""
+    return BudgetRange.parse(text) if ":" in text else Budget.parse(text)
 
 
 def budget_setting(value: Any) -> Budget | BudgetRange:

@@ -41,7 +41,8 @@ from agents.comparison import (
 )
 from agents.panning_agent import PanningAgent
 from agents.ppo_lagrangian import PPOLagrangian
-from agents.run_config import RunConfig, algorithm_kwargs
+from agents.run_config import SEARCH_AGENTS, RunConfig, algorithm_kwargs
+from agents.search import ActionSearch
 from agents.selection import ValidationSelection
 from prune_gym.bench.plots import training_curves
 from prune_gym.executors import Executor
@@ -132,6 +133,13 @@ def build_model(config: RunConfig, task: Task) -> BaseAlgorithm:
             env_kwargs=kwargs | {"target_range": (low, min(0.995, low + 0.2))},
         )
         return agent.model
+    if config.agent in SEARCH_AGENTS:
+        return ActionSearch(
+            "MlpPolicy",
+            make_training_env(config, task),
+            method=SEARCH_AGENTS[config.agent],
+            seed=config.seed,
+        )
     cls = PPOLagrangian if config.agent == "ppo-lag" else PPO
     return cls(
         "MlpPolicy",

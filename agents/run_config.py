@@ -24,7 +24,17 @@ from prune_gym.pruning import Budget
 from prune_gym.pruning.cost import BudgetRange, budget_setting
 
 #: agent -> the algorithm (``prune_gym.algorithms``) its ``model.zip`` is loaded with.
-AGENTS = {"ppo-lag": "ppo-lag", "ppo": "ppo", "panning": "td3"}
+AGENTS = {
+    "ppo-lag": "ppo-lag",
+    "ppo": "ppo",
+    "panning": "td3",
+    "random-search": "search",
+    "cma-es": "search",
+}
+#: the search baselines (``agents.search.ActionSearch``) -> their method.
+SEARCH_AGENTS = {"random-search": "random", "cma-es": "cma-es"}
+#: the envs whose one-step episodes a search scores, one action each.
+ONE_STEP_ENVS = ("prune_gym/GlobalRatio-v0", "prune_gym/MetricMix-v0")
 PANNING_ENV = "prune_gym/Panning-v0"
 HYPERPARAMS = Path(__file__).with_name("zoo") / "hyperparams.yml"
 #: Zoo-file keys that are not algorithm keywords.
@@ -50,7 +60,13 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: the shared training before val/test accuracy, for learned and fixed policies alike:
 #: fine-tuning of a pruned trained net, or training of a mask pruned at initialisation.
-DEFAULT_FINETUNE_STEPS = {"ppo-lag": 200, "ppo": 200, "panning": 600}
+DEFAULT_FINETUNE_STEPS = {
+    "ppo-lag": 200,
+    "ppo": 200,
+    "panning": 600,
+    "random-search": 200,
+    "cma-es": 200,
+}
 
 
 @dataclass
@@ -66,7 +82,8 @@ class RunConfig:
         (a budget drawn per episode), compared at ``evaluation_budgets``; for Panning,
         ``{"params": 1 - target}``.
     :param agent: ``ppo-lag`` (PPO-Lagrangian), ``ppo`` (PPO on ``LagrangianReward`` at
-        price ``lam``) or ``panning`` (TD3 on Panning-v0).
+        price ``lam``), ``panning`` (TD3 on Panning-v0), or the search baselines
+        ``random-search`` and ``cma-es`` (``agents.search``, same env steps and selection).
     :param timesteps: env steps of training.
     :param seed: seed of the agent, the envs and every evaluation.
     :param env_kwargs: env settings beyond task and budget; ``ENV_DEFAULTS`` fill the rest.
@@ -113,6 +130,12 @@ class RunConfig:
                     f"params=<1 - target>, not {self.budget}"
                 )
         family = family_env_id(self.env)
+        if self.agent in SEARCH_AGENTS and (ranged or family not in ONE_STEP_ENVS):
+            raise ValueError(
+                f"agent {self.agent!r} searches one action at one budget: it needs a one-step "
+                f"env {ONE_STEP_ENVS} and a fixed budget, not env {self.env!r}, budget "
+                f"{self.budget}"
+            )
         check_int(self.timesteps, "timesteps", low=1)
         if self.finetune_steps is None:
             self.finetune_steps = DEFAULT_FINETUNE_STEPS[self.agent]

@@ -278,7 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         "resource=low:high trains one policy over a range (params=0.02:0.2), compared at "
         "its ends and log-middle",
     )
-    train.add_argument("--agent", default="ppo-lag", choices=("ppo-lag", "ppo", "panning"))
+    train.add_argument(
+        "--agent",
+        default="ppo-lag",
+        choices=("ppo-lag", "ppo", "panning", "random-search", "cma-es"),
+        help="the learner: PPO-Lagrangian, PPO priced by --lam, the Panning agent (TD3), or "
+        "a search baseline over the same action with the same env steps (default ppo-lag)",
+    )
     train.add_argument("--timesteps", type=int, default=2048, help="env steps of training")
     train.add_argument("--seed", type=int, help="the agent's seed (default 0)")
     train.add_argument(

@@ -144,3 +144,14 @@ def test_a_fixed_policy_allocates_at_each_episode_budget():
         limit = env.unwrapped.budget.limits["params"]
         assert info["feasible"]
         assert info["params_ratio"] > limit - 0.01  # spends this episode's budget
+
+
+def test_metric_mix_prunes_to_each_drawn_budget():
+    env = gym.make("prune_gym/MetricMix-v0", task="digits-mlp", budget=RANGE)
+    column = env.unwrapped.feature_names.index("limit_params")
+    for seed in range(3):
+        observation, _ = env.reset(seed=seed)
+        limit = env.unwrapped.budget.limits["params"]
+        assert observation[column] == pytest.approx(limit)
+        info = env.step(env.action_space.sample())[4]
+        assert info["feasible"] and info["params_ratio"] > limit - 0.01

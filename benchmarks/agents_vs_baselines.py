@@ -17,16 +17,21 @@ finished before are read back, not repeated.
   is fine-tuned 200 steps.
 - ``lagrangian``: the same cells with plain ratio actions, where only the Lagrangian keeps
   the budget: is the raw deterministic policy feasible? (digits tasks)
+- ``random-search`` and ``cma-es``: the search baselines (``agents/search.py``) on the
+  ``ppo-lag`` cells, with the same env steps, density logits and selection.
+- ``search``: PPO-Lagrangian against both searches on those cells, seed by seed (it
+  trains whatever runs of the three are missing): the paired p of PPO against each.
 - ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
   iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
   0.99, every mask trained 600 steps from the initialisation with the task's recipe
   (digits tasks).
 
 Per cell: feasibility of the learned policy over seeds, its test accuracy next to the best
-fixed policy's (chosen on val in every seed), the gap, whether the goal (feasible in every
+fixed policy's (chosen on val in every seed), the gap and its two-sided paired t-test over
+seeds (a win counts only beyond noise, p < 0.05), whether the goal (feasible in every
 seed, mean test accuracy >= the best fixed policy's) is met, and the env step of the
 checkpoint kept in each seed (0: the untrained policy, i.e. learning did not beat the
-starting allocation on val).
+starting allocation on val). Each seed trains its own task (weights, split, rewards).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import torch
 from agents.comparison import best_baseline
 from agents.jobs import train
 from agents.run_config import RunConfig
-from prune_gym.bench.report import at_chance, mean_std, mean_std_cell
+from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, paired_p_value
 from prune_gym.tasks import make as make_task
 
 DIGITS = ("digits-cnn", "digits-mlp")
@@ -55,6 +60,13 @@ CELLS = (
     ("channel", {"flops": 0.5}),
 )
 PANNING_TARGETS = (0.95, 0.98, 0.99)
+#: a ratio part -> (the agent it trains, its GlobalRatio action).
+AGENT_PARTS = {
+    "ppo-lag": ("ppo-lag", "logits"),
+    "lagrangian": ("ppo-lag", "ratios"),
+    "random-search": ("random-search", "logits"),
+    "cma-es": ("cma-es", "logits"),
+}
 #: the anchors' budgets of env steps, for the table's context.
 ANCHORS = "AMC ~400 episodes (x layers steps), Malik et al. 40k steps, Panning 5e4 steps"
 
@@ -104,38 +116,77 @@ def goal(cell: dict[str, Any], task: str) -> str:
     return "yes" if met else "no"
 
 
-def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str, action: str) -> str:
-    """Train every (task, cell, seed) with ``action``; the markdown table of the cells."""
+def cell_runs(
+    args: argparse.Namespace, task: str, cell: tuple[str, dict[str, float]], part: str
+) -> list[list[dict[str, Any]]]:
+    """Every seed's rows of ``part``'s agent on (task, cell), trained where missing."""
+    structure, budget = cell
+    agent, action = AGENT_PARTS[part]
+    return [
+        ensure_run(
+            RunConfig(
+                agent=agent,
+                task=task,
+                budget=budget,
+                seed=seed,
+                timesteps=args.timesteps,
+                env_kwargs={"structure": structure, "action": action}
+                | ({} if action == "logits" else {"reference": "global"}),
+            ),
+            run_folder(args.out, part, f"{task}-{cell_label(structure, budget)}", seed),
+        )
+        for seed in range(args.seeds)
+    ]
+
+
+def p_text(ours: list[float], theirs: list[float]) -> str:
+    """The paired two-sided p-value over seeds, or n/a with fewer than 2 seeds."""
+    return f"{paired_p_value(ours, theirs):.3f}" if len(ours) > 1 else "n/a"
+
+
+def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str) -> str:
+    """Train every (task, cell, seed) with ``part``'s agent; the markdown table of the cells."""
     lines = [
         "| task | cell | learned feasible | learned test | best fixed (on val) | best test "
-        "| gap (learned - best) | goal met | env steps | kept step (per seed) | train time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| gap (learned - best) | paired p | goal met | env steps | kept step (per seed) "
+        "| train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
-        for structure, budget in CELLS:
-            label = cell_label(structure, budget)
-            runs = [
-                ensure_run(
-                    RunConfig(
-                        task=task,
-                        budget=budget,
-                        seed=seed,
-                        timesteps=args.timesteps,
-                        env_kwargs={"structure": structure, "action": action}
-                        | ({} if action == "logits" else {"reference": "global"}),
-                    ),
-                    run_folder(args.out, part, f"{task}-{label}", seed),
-                )
-                for seed in range(args.seeds)
-            ]
-            cell = summarise_cell(runs)
+        for cell_spec in CELLS:
+            cell = summarise_cell(cell_runs(args, task, cell_spec, part))
             learned, best, gap = (
                 mean_std_cell(mean_std(cell[key]), 3) for key in ("learned", "best", "gap")
             )
             lines.append(
-                f"| {task} | {label} | {cell['feasible']:.0%} | {learned} "
-                f"| {', '.join(cell['best_names'])} | {best} | {gap} | {goal(cell, task)} "
+                f"| {task} | {cell_label(*cell_spec)} | {cell['feasible']:.0%} | {learned} "
+                f"| {', '.join(cell['best_names'])} | {best} | {gap} "
+                f"| {p_text(cell['learned'], cell['best'])} | {goal(cell, task)} "
                 f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |"
+            )
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def search_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
+    """PPO-Lagrangian against random search and CMA-ES on each cell, seed by seed."""
+    lines = [
+        "| task | cell | ppo-lag test | random-search test | cma-es test "
+        "| p (ppo vs random) | p (ppo vs cma-es) | env steps each |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        for cell_spec in CELLS:
+            tests = {
+                part: summarise_cell(cell_runs(args, task, cell_spec, part))["learned"]
+                for part in ("ppo-lag", "random-search", "cma-es")
+            }
+            cells = [mean_std_cell(mean_std(values), 3) for values in tests.values()]
+            ppo = tests["ppo-lag"]
+            lines.append(
+                f"| {task} | {cell_label(*cell_spec)} | {' | '.join(cells)} "
+                f"| {p_text(ppo, tests['random-search'])} | {p_text(ppo, tests['cma-es'])} "
+                f"| {args.timesteps} |"
             )
             print(lines[-1], flush=True)
     return "\n".join(lines)
@@ -187,13 +238,24 @@ PARTS = {
     "ppo-lag": (
         "PPO-Lagrangian (density logits) vs the best fixed policy",
         DIGITS + MNIST1D,
-        lambda args, tasks: ratio_part(args, tasks, "ppo-lag", "logits"),
+        lambda args, tasks: ratio_part(args, tasks, "ppo-lag"),
     ),
     "lagrangian": (
         "PPO-Lagrangian (plain ratios) vs the best fixed policy",
         DIGITS,
-        lambda args, tasks: ratio_part(args, tasks, "lagrangian", "ratios"),
+        lambda args, tasks: ratio_part(args, tasks, "lagrangian"),
     ),
+    "random-search": (
+        "Random search (density logits) vs the best fixed policy",
+        DIGITS + MNIST1D,
+        lambda args, tasks: ratio_part(args, tasks, "random-search"),
+    ),
+    "cma-es": (
+        "CMA-ES (density logits) vs the best fixed policy",
+        DIGITS + MNIST1D,
+        lambda args, tasks: ratio_part(args, tasks, "cma-es"),
+    ),
+    "search": ("PPO-Lagrangian vs the searches, same env steps", DIGITS + MNIST1D, search_part),
     "panning": ("Panning agent vs pruning-at-init baselines", DIGITS, panning_part),
 }
 
@@ -204,7 +266,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     parser.add_argument("--tasks", nargs="+", help="default: each part's own (see PARTS)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--timesteps", type=int, default=2048, help="PPO-Lagrangian env steps")
+    parser.add_argument(
+        "--timesteps", type=int, default=2048, help="env steps of PPO-Lagrangian and the searches"
+    )
     parser.add_argument("--panning-timesteps", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/agents"))
     args = parser.parse_args()

@@ -6,7 +6,12 @@ the env's reward samples (validation) and the accuracy each allocation reaches a
 benchmark's fine-tuning step count (``--target-steps``, on test: only measured here, nothing
 is selected on it), then prints the Spearman rank correlation of every candidate with
 that target and its cost per episode. A reward an agent can climb must rank allocations
-the way the final accuracy does.
+the way the final accuracy does, above all among the best ones, where a search or an
+agent ends: the second table is the Spearman correlation among the ``--top-k``
+allocations the reward ranks highest, then the test accuracy of the reward's own best
+allocation, and of the best among its top-k once re-scored on validation at the final
+fidelity (multi-fidelity: the cheap reward everywhere, the expensive one on a shortlist),
+against the best test accuracy of any allocation.
 
     python benchmarks/reward_fidelity.py                      # digits-cnn and digits-mlp
     python benchmarks/reward_fidelity.py --tasks digits-cnn --allocations 20
@@ -46,7 +51,9 @@ CANDIDATES = (
 )
 
 
-def measure(task: str, structure: str, budget: dict, allocations: int, target_steps: int) -> dict:
+def measure(
+    task: str, structure: str, budget: dict, allocations: int, target_steps: int, top_k: int
+) -> dict:
     """Per candidate: Spearman with the target over ``allocations`` random allocations, ms."""
     env = gym.make(
         "prune_gym/GlobalRatio-v0", task=task, budget=budget, structure=structure, action="logits"
@@ -58,7 +65,7 @@ def measure(task: str, structure: str, budget: dict, allocations: int, target_st
     ]
     values: dict[str, list[float]] = {label: [] for label, *_ in CANDIDATES}
     seconds: dict[str, list[float]] = {label: [] for label, *_ in CANDIDATES}
-    target = []
+    target, final_val = [], []
     for action in actions:
         ratios = dict(zip(env.layer_names, env.action_to_ratios(action), strict=True))
         masks = context.builder().from_ratios(ratios)
@@ -68,14 +75,33 @@ def measure(task: str, structure: str, budget: dict, allocations: int, target_st
             seconds[label].append(time.perf_counter() - start)
             sign = -1.0 if quantity == "loss" else 1.0
             values[label].append(sign * statistics.fmean(run[quantity] for run in runs))
-        target.append(assess_masks(context, masks, target_steps, seed=0)["test_accuracy"])
+        assessment = assess_masks(context, masks, target_steps, seed=0)
+        target.append(assessment["test_accuracy"])
+        final_val.append(assessment["val_accuracy"])
     return {
         label: (
             float(spearmanr(values[label], target).statistic),
             1000 * statistics.fmean(seconds[label]),
+            *top_k_fidelity(values[label], target, final_val, top_k),
         )
         for label in values
-    } | {"target": (statistics.fmean(target), max(target) - min(target))}
+    } | {"target": (statistics.fmean(target), max(target) - min(target), max(target))}
+
+
+def top_k_fidelity(
+    reward: list[float], target: list[float], final_val: list[float], k: int
+) -> tuple[float, float, float]:
+    """Among the ``k`` allocations ``reward`` ranks highest: its Spearman with ``target``,
+    the target of its best, and the target of the best of them on ``final_val``."""
+    order = np.argsort(reward)[::-1][:k]
+    top_reward = [reward[i] for i in order]
+    top_target = [target[i] for i in order]
+    shortlisted = max(order, key=lambda i: final_val[i])
+    return (
+        float(spearmanr(top_reward, top_target).statistic),
+        target[int(order[0])],
+        target[int(shortlisted)],
+    )
 
 
 def main() -> None:
@@ -83,12 +109,15 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["digits-cnn", "digits-mlp"])
     parser.add_argument("--allocations", type=int, default=40)
     parser.add_argument("--target-steps", type=int, default=200)
+    parser.add_argument("--top-k", type=int, default=15, help="the shortlist of the top table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     for task in args.tasks:
         for structure, budget in SETTINGS:
-            result = measure(task, structure, budget, args.allocations, args.target_steps)
+            result = measure(
+                task, structure, budget, args.allocations, args.target_steps, args.top_k
+            )
             rows.append((task, structure, budget, result))
             print(f"measured {task} {structure} {budget}", flush=True)
     budgets = [f"{t} {s[:5]} {next(iter(b))}={next(iter(b.values()))}" for t, s, b, _ in rows]
@@ -103,6 +132,18 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
     cells = [f"{r['target'][0]:.3f} (range {r['target'][1]:.3f})" for *_, r in rows]
     print("| target: mean test acc. | " + " | ".join(cells) + " |")
+    print(
+        f"\nAmong each reward's top {args.top_k}: Spearman with the target; test acc. of the "
+        f"reward's best / of the top {args.top_k}'s best on val after {args.target_steps} "
+        "steps (multi-fidelity)\n"
+    )
+    print("| reward | " + " | ".join(budgets) + " |")
+    print("|---|" + "---|" * len(rows))
+    for label, *_ in CANDIDATES:
+        cells = [f"{r[label][2]:.2f}; {r[label][3]:.3f} / {r[label][4]:.3f}" for *_, r in rows]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [f"{r['target'][2]:.3f}" for *_, r in rows]
+    print("| best test acc. of any allocation | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ class ConstantActionPolicy(BasePolicy):
 class ActionSearch(BaseAlgorithm):
     """Random search or CMA-ES over the action of a one-step env (see the module docstring).
 
-    :param population: candidates per generation (CMA-ES's ``popsize``; for random search,
-        how often the best candidate is reported to callbacks).
+    :param population: candidates per generation, at least one per env (CMA-ES's
+        ``popsize``; for random search, how often the best is reported to callbacks).
     :param sigma: CMA-ES's initial step size, in action units (the box is [-1, 1]).
     """
 
@@ -103,9 +103,10 @@ class ActionSearch(BaseAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         callback.on_training_start(locals(), globals())
-        ask, tell = self._strategy()
+        generation = max(self.population, self.n_envs)  # no env idles in a step
+        ask, tell = self._strategy(generation)
         while self.num_timesteps < total_timesteps:
-            candidates = ask(min(self.population, total_timesteps - self.num_timesteps))
+            candidates = ask(min(generation, total_timesteps - self.num_timesteps))
             rewards = self._scores(candidates, callback)
             tell(candidates, rewards)
             best = int(np.argmax(rewards))
@@ -119,8 +120,9 @@ class ActionSearch(BaseAlgorithm):
         callback.on_training_end()
         return self
 
-    def _strategy(self) -> tuple[Any, Any]:
-        """``ask(count) -> candidates`` and ``tell(candidates, rewards)`` of the method."""
+    def _strategy(self, generation: int) -> tuple[Any, Any]:
+        """``ask(count) -> candidates`` and ``tell(candidates, rewards)`` of the method,
+        ``generation`` candidates at a time."""
         size = int(np.prod(self.action_space.shape))
         if self.method == "random":
             rng = np.random.default_rng(self.seed)
@@ -134,7 +136,7 @@ class ActionSearch(BaseAlgorithm):
                 return candidates
 
             return ask_random, lambda candidates, rewards: None
-        options = {"bounds": [-1.0, 1.0], "popsize": self.population, "verbose": -9}
+        options = {"bounds": [-1.0, 1.0], "popsize": generation, "verbose": -9}
         options["seed"] = (self.seed or 0) + 1  # cma reads seed 0 as "from the clock"
         strategy = cma.CMAEvolutionStrategy(np.zeros(size), self.sigma, options)
 

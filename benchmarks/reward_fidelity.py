@@ -121,29 +121,39 @@ def main() -> None:
             rows.append((task, structure, budget, result))
             print(f"measured {task} {structure} {budget}", flush=True)
     budgets = [f"{t} {s[:5]} {next(iter(b))}={next(iter(b.values()))}" for t, s, b, _ in rows]
-    print(
-        f"\nSpearman correlation with test accuracy after {args.target_steps} fine-tuning "
-        f"steps, {args.allocations} allocations per setting; ms per episode in brackets\n"
+    print_table(
+        f"Spearman correlation with test accuracy after {args.target_steps} fine-tuning "
+        f"steps, {args.allocations} allocations per setting; ms per episode in brackets",
+        budgets,
+        [[f"{r[label][0]:.2f} ({r[label][1]:.0f})" for *_, r in rows] for label, *_ in CANDIDATES],
+        (
+            "target: mean test acc.",
+            [f"{r['target'][0]:.3f} (range {r['target'][1]:.3f})" for *_, r in rows],
+        ),
     )
-    print("| reward | " + " | ".join(budgets) + " |")
-    print("|---|" + "---|" * len(rows))
-    for label, *_ in CANDIDATES:
-        cells = [f"{r[label][0]:.2f} ({r[label][1]:.0f})" for *_, r in rows]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    cells = [f"{r['target'][0]:.3f} (range {r['target'][1]:.3f})" for *_, r in rows]
-    print("| target: mean test acc. | " + " | ".join(cells) + " |")
-    print(
-        f"\nAmong each reward's top {args.top_k}: Spearman with the target; test acc. of the "
+    print_table(
+        f"Among each reward's top {args.top_k}: Spearman with the target; test acc. of the "
         f"reward's best / of the top {args.top_k}'s best on val after {args.target_steps} "
-        "steps (multi-fidelity)\n"
+        "steps (multi-fidelity)",
+        budgets,
+        [
+            [f"{r[label][2]:.2f}; {r[label][3]:.3f} / {r[label][4]:.3f}" for *_, r in rows]
+            for label, *_ in CANDIDATES
+        ],
+        ("best test acc. of any allocation", [f"{r['target'][2]:.3f}" for *_, r in rows]),
     )
-    print("| reward | " + " | ".join(budgets) + " |")
-    print("|---|" + "---|" * len(rows))
-    for label, *_ in CANDIDATES:
-        cells = [f"{r[label][2]:.2f}; {r[label][3]:.3f} / {r[label][4]:.3f}" for *_, r in rows]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    cells = [f"{r['target'][2]:.3f}" for *_, r in rows]
-    print("| best test acc. of any allocation | " + " | ".join(cells) + " |")
+
+
+def print_table(
+    title: str, columns: list[str], cells: list[list[str]], last: tuple[str, list[str]]
+) -> None:
+    """A markdown table: one row per candidate reward, then the ``last`` row."""
+    print(f"\n{title}\n")
+    print("| reward | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for (label, *_), row in zip(CANDIDATES, cells, strict=True):
+        print(f"| {label} | " + " | ".join(row) + " |")
+    print(f"| {last[0]} | " + " | ".join(last[1]) + " |")
 
 
 if __name__ == "__main__":

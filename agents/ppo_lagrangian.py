@@ -364,18 +364,22 @@ class PPOLagrangian(PPO):
     def update_multipliers(self) -> bool:
         """Update every multiplier from the cost window; ``False`` (skipped) if no new episode.
 
-        Jc_k is an upper confidence bound of the mean undiscounted episode cost over the last
-        ``cost_window`` finished episodes (mean + ``cost_confidence`` standard errors), d_k
-        the mean of their limits. Without an episode finished since the last update there
-        is no new evidence, so the multipliers stay as they are.
+        Over the last ``cost_window`` finished episodes, d_k is the mean of their limits and
+        Jc_k is d_k plus an upper confidence bound of the mean excess of an episode's cost
+        over its own limit (mean + ``cost_confidence`` standard errors). With one limit for
+        every episode that is the bound on the mean cost; with limits that change from
+        episode to episode (a budget range), an episode at its own limit adds no excess,
+        however far its limit is from the others'. Without an episode finished since the
+        last update there is no new evidence, so the multipliers stay as they are.
         """
         if self._episodes_since_update == 0:
             return False
         episode_costs, episode_limits = (np.stack(c) for c in zip(*self._cost_window, strict=True))
         costs, limits = episode_costs.mean(axis=0), episode_limits.mean(axis=0)
-        bound = costs.copy()
+        excess = episode_costs - episode_limits
+        bound = limits + excess.mean(axis=0)
         if len(episode_costs) > 1:
-            spread = episode_costs.std(axis=0, ddof=1) / np.sqrt(len(episode_costs))
+            spread = excess.std(axis=0, ddof=1) / np.sqrt(len(episode_costs))
             bound += self.cost_confidence * spread
         for k, resource in enumerate(self.cost_resources):
             rule = self._lagrange_rules[resource]

@@ -197,6 +197,30 @@ def test_every_update_starts_with_importance_ratios_of_one():
         assert th.allclose(ratios, torch_ones, atol=1e-5), ratios.max()
 
 
+class OwnLimitEnv(gym.Env):
+    """One step; each episode draws its limit, and the cost is always exactly that limit."""
+
+    observation_space = spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    budget = {"params": 0.5}  # the constrained resource; each episode's limit is in its info
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.limit = float(self.np_random.uniform(0.05, 0.9))
+        return np.array([self.limit], np.float32), {}
+
+    def step(self, action):
+        info = {"costs": {"params": self.limit}, "cost_limits": {"params": self.limit}}
+        return np.array([self.limit], np.float32), float(action[0]), True, False, info
+
+
+def test_episodes_at_their_own_varying_limits_keep_the_multiplier_at_zero():
+    model = PPOLagrangian("MlpPolicy", OwnLimitEnv(), policy_kwargs=SMALL_NET, **FAST)
+    model.learn(6 * FAST["n_steps"])
+    assert len(model.lagrange_history) >= 5
+    assert all(entry["multipliers"]["params"] == 0.0 for entry in model.lagrange_history)
+
+
 def test_two_resources_get_two_multipliers_that_move_their_own_way():
     env = ToyBudgetEnv({"flops": 0.2, "params": 1.0})  # flops violated, params never
     model = PPOLagrangian("MlpPolicy", env, lagrange_init=1.0, policy_kwargs=SMALL_NET, **FAST)

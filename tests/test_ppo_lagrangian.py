@@ -202,7 +202,8 @@ class OwnLimitEnv(gym.Env):
 
     observation_space = spaces.Box(0.0, 1.0, (1,), np.float32)
     action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-    budget = {"params": 0.5}  # the constrained resource; each episode's limit is in its info
+    #: the constrained resource; each episode's own limit is in its info.
+    budget: ClassVar[dict[str, float]] = {"params": 0.5}
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -21,6 +21,11 @@ finished before are read back, not repeated.
   ``ppo-lag`` cells, with the same env steps, density logits and selection.
 - ``search``: PPO-Lagrangian against both searches on those cells, seed by seed (it
   trains whatever runs of the three are missing): the paired p of PPO against each.
+- ``conditioned``: one budget-conditioned PPO-Lagrangian policy per task and seed, trained
+  over unstructured params ``CONDITIONED_RANGE`` and assessed at ``CONDITIONED_BUDGETS``
+  (two of them held out of its range), against CMA-ES over the same action (logits around
+  ``global``) run at each budget with an equal share of the same total env steps, and the
+  best fixed policy at each budget.
 - ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
   iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
   0.99, every mask trained 600 steps from the initialisation with the task's recipe
@@ -37,6 +42,7 @@ starting allocation on val). Each seed trains its own task (weights, split, rewa
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 from pathlib import Path
@@ -44,7 +50,7 @@ from typing import Any
 
 import torch
 
-from agents.comparison import best_baseline
+from agents.comparison import best_baseline, comparison_rows, run_comparison
 from agents.jobs import train
 from agents.run_config import RunConfig
 from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, paired_p_value
@@ -60,6 +66,9 @@ CELLS = (
     ("channel", {"flops": 0.5}),
 )
 PANNING_TARGETS = (0.95, 0.98, 0.99)
+#: the budget-conditioned part: its training range and the budgets it is assessed at.
+CONDITIONED_RANGE = (0.03, 0.15)
+CONDITIONED_BUDGETS = (0.02, 0.03, 0.067, 0.15, 0.2)
 #: a ratio part -> (the agent it trains, its GlobalRatio action).
 AGENT_PARTS = {
     "ppo-lag": ("ppo-lag", "logits"),
@@ -192,6 +201,70 @@ def search_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def conditioned_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
+    """One policy over a budget range per seed, at every budget, against per-budget CMA-ES."""
+    low, high = CONDITIONED_RANGE
+    search_steps = args.timesteps // len(CONDITIONED_BUDGETS)
+    lines = [
+        "| task | params budget | held out | learned feasible | learned test | cma-es test "
+        "| best fixed (on val) | best test | p vs cma-es | p vs best | env steps (learned / "
+        "cma-es per budget) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        cells: dict[float, dict[str, list[Any]]] = {
+            b: {"learned": [], "feasible": [], "cma": [], "best": [], "names": []}
+            for b in CONDITIONED_BUDGETS
+        }
+        for seed in range(args.seeds):
+            folder = run_folder(args.out, "conditioned", f"{task}-params{low:g}-{high:g}", seed)
+            if not (folder / "model.zip").exists():
+                conditioned = RunConfig(
+                    task=task, budget={"params": [low, high]}, seed=seed, timesteps=args.timesteps
+                )
+                train(conditioned, folder)
+            trained = RunConfig.from_file(folder / "run.json")
+            seeded_task = make_task(task, seed=seed)
+            for budget in CONDITIONED_BUDGETS:
+                at_budget = copy.deepcopy(trained)
+                at_budget.budget = {"params": budget}
+                records = run_comparison(
+                    at_budget, seeded_task, folder / "bench", folder / "model.zip"
+                )
+                rows = comparison_rows(at_budget, records)
+                search = ensure_run(
+                    RunConfig(
+                        agent="cma-es",
+                        task=task,
+                        budget={"params": budget},
+                        seed=seed,
+                        timesteps=search_steps,
+                        env_kwargs={"reference": "global"},  # the policy's action exactly
+                    ),
+                    run_folder(args.out, "conditioned-cma-es", f"{task}-params{budget:g}", seed),
+                )
+                cell = cells[budget]
+                learned, best = rows[0], best_baseline(rows)
+                cell["learned"].append(learned["test_accuracy"])
+                cell["feasible"].append(learned["feasible"] == 1.0)
+                cell["cma"].append(search[0]["test_accuracy"])
+                cell["best"].append(best["test_accuracy"])
+                cell["names"].append(best["policy"])
+        for budget, cell in cells.items():
+            learned, cma, best = (
+                mean_std_cell(mean_std(cell[key]), 3) for key in ("learned", "cma", "best")
+            )
+            lines.append(
+                f"| {task} | {budget:g} | {'no' if low <= budget <= high else 'yes'} "
+                f"| {statistics.fmean(cell['feasible']):.0%} | {learned} | {cma} "
+                f"| {', '.join(sorted(set(cell['names'])))} | {best} "
+                f"| {p_text(cell['learned'], cell['cma'])} "
+                f"| {p_text(cell['learned'], cell['best'])} | {args.timesteps} / {search_steps} |"
+            )
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
     """The Panning agent vs the iterative baselines at each target; test accuracy."""
     policies = ("learned (panning)", "iterative-snip", "iterative-grasp", "iterative-synflow")
@@ -256,6 +329,11 @@ PARTS = {
         lambda args, tasks: ratio_part(args, tasks, "cma-es"),
     ),
     "search": ("PPO-Lagrangian vs the searches, same env steps", DIGITS + MNIST1D, search_part),
+    "conditioned": (
+        "One budget-conditioned PPO-Lagrangian policy vs per-budget CMA-ES",
+        DIGITS + MNIST1D,
+        conditioned_part,
+    ),
     "panning": ("Panning agent vs pruning-at-init baselines", DIGITS, panning_part),
 }
 

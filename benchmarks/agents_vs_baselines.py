@@ -45,6 +45,7 @@ import argparse
 import copy
 import json
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,17 @@ def cell_runs(
     ]
 
 
+def mean_cells(values: dict[str, list[float]], keys: Iterable[str]) -> list[str]:
+    """``mean ± std`` cells (3 decimals) of ``values[key]`` for each key."""
+    return [mean_std_cell(mean_std(values[key]), 3) for key in keys]
+
+
+def emit(lines: list[str], row: str) -> None:
+    """Add a row to a table and print it at once, so a long run shows its progress."""
+    lines.append(row)
+    print(row, flush=True)
+
+
 def p_text(ours: list[float], theirs: list[float]) -> str:
     """The paired two-sided p-value over seeds, or n/a with fewer than 2 seeds."""
     return f"{paired_p_value(ours, theirs):.3f}" if len(ours) > 1 else "n/a"
@@ -164,16 +176,14 @@ def ratio_part(args: argparse.Namespace, tasks: tuple[str, ...], part: str) -> s
     for task in tasks:
         for cell_spec in CELLS:
             cell = summarise_cell(cell_runs(args, task, cell_spec, part))
-            learned, best, gap = (
-                mean_std_cell(mean_std(cell[key]), 3) for key in ("learned", "best", "gap")
-            )
-            lines.append(
+            learned, best, gap = mean_cells(cell, ("learned", "best", "gap"))
+            emit(
+                lines,
                 f"| {task} | {cell_label(*cell_spec)} | {cell['feasible']:.0%} | {learned} "
                 f"| {', '.join(cell['best_names'])} | {best} | {gap} "
                 f"| {p_text(cell['learned'], cell['best'])} | {goal(cell, task)} "
-                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |"
+                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |",
             )
-            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
@@ -190,14 +200,13 @@ def search_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 part: summarise_cell(cell_runs(args, task, cell_spec, part))["learned"]
                 for part in ("ppo-lag", "random-search", "cma-es")
             }
-            cells = [mean_std_cell(mean_std(values), 3) for values in tests.values()]
             ppo = tests["ppo-lag"]
-            lines.append(
-                f"| {task} | {cell_label(*cell_spec)} | {' | '.join(cells)} "
+            emit(
+                lines,
+                f"| {task} | {cell_label(*cell_spec)} | {' | '.join(mean_cells(tests, tests))} "
                 f"| {p_text(ppo, tests['random-search'])} | {p_text(ppo, tests['cma-es'])} "
-                f"| {args.timesteps} |"
+                f"| {args.timesteps} |",
             )
-            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
@@ -251,17 +260,15 @@ def conditioned_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 cell["best"].append(best["test_accuracy"])
                 cell["names"].append(best["policy"])
         for budget, cell in cells.items():
-            learned, cma, best = (
-                mean_std_cell(mean_std(cell[key]), 3) for key in ("learned", "cma", "best")
-            )
-            lines.append(
+            learned, cma, best = mean_cells(cell, ("learned", "cma", "best"))
+            emit(
+                lines,
                 f"| {task} | {budget:g} | {'no' if low <= budget <= high else 'yes'} "
                 f"| {statistics.fmean(cell['feasible']):.0%} | {learned} | {cma} "
                 f"| {', '.join(sorted(set(cell['names'])))} | {best} "
                 f"| {p_text(cell['learned'], cell['cma'])} "
-                f"| {p_text(cell['learned'], cell['best'])} | {args.timesteps} / {search_steps} |"
+                f"| {p_text(cell['learned'], cell['best'])} | {args.timesteps} / {search_steps} |",
             )
-            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
@@ -295,13 +302,13 @@ def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 mean_std_cell(mean_std([tests[p] for tests in by_policy]), 3) for p in policies
             ]
             cell = summarise_cell(runs)
-            lines.append(
+            emit(
+                lines,
                 f"| {task} | {target} | "
                 + " | ".join(cells)
                 + f" | {', '.join(cell['best_names'])} | {goal(cell, task)} "
-                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |"
+                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |",
             )
-            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 

@@ -67,10 +67,14 @@ def test_the_logits_reference_is_computed_once_per_budget(monkeypatch):
     calls = []
     original = allocations.global_ratios
     monkeypatch.setattr(allocations, "global_ratios", lambda *a: calls.append(1) or original(*a))
+    zero = np.zeros(env.num_layers, dtype=np.float32)
     env.reset(seed=1)
+    env.step(zero)  # acts around the reference at seed 1's budget
     first = env.reference_densities.copy()
     env.reset(seed=2)
+    env.step(zero)
     env.reset(seed=1)
+    env.step(zero)
     assert len(calls) == 2  # budgets of seeds 1 and 2; seed 1's again from the cache
     np.testing.assert_array_equal(env.reference_densities, first)
 

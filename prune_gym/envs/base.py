@@ -160,9 +160,6 @@ class PruningEnv(gym.Env):
             return self.settings.budget.sample(self.np_random)
         return self.initial_budget()
 
-    def _budget_changed(self) -> None:
-        """Refresh what depends on the budget, after ``reset`` changed it (default none)."""
-
     # pickling for SubprocVecEnv: ship the settings, rebuild the context on arrival ------
     def __getstate__(self) -> dict[str, Any]:
         return {"settings": self.settings}
@@ -333,15 +330,19 @@ class PruningEnv(gym.Env):
         return budget_features(self.budget, 1.0, 1.0)
 
     def table_observation(self) -> tuple[np.ndarray, tuple[str, ...]]:
-        """The whole layer table flattened, then the budget features, with their names.
-
-        The observation of the one-step envs, which see the network all at once.
-        """
+        """The whole layer table at this episode's budget, flattened, then the budget
+        features, with their names (``table_feature_names``): what the one-step envs
+        observe."""
         observation = np.concatenate([self.layer_table.reshape(-1), self.budget_observation()])
+        return np.clip(observation, -1.0, 1.0).astype(np.float32), self.table_feature_names
+
+    @cached_property
+    def table_feature_names(self) -> tuple[str, ...]:
+        """Names of ``table_observation``'s entries, layer by layer, then the budget's."""
         names = tuple(
             f"{name}:{feature}" for name in self.layer_names for feature in self.layer_feature_names
         )
-        return np.clip(observation, -1.0, 1.0).astype(np.float32), names + self.global_feature_names
+        return names + self.global_feature_names
 
     @property
     def global_feature_names(self) -> tuple[str, ...]:
@@ -540,14 +541,12 @@ class PruningEnv(gym.Env):
         return cls.SETTINGS(**renamed_settings(settings)).reward_train_steps
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Seed the env's RNG and start an episode at its budget (``episode_budget``);
-        subclasses return its first observation."""
+        """Seed the env's RNG and start an episode at its budget (``episode_budget``;
+        what depends on the budget is cached per budget); subclasses return its first
+        observation."""
         super().reset(seed=seed)
         self._episode_over = False
-        budget = self.episode_budget(options or {})
-        if budget != self.budget:
-            self.budget = budget
-            self._budget_changed()
+        self.budget = self.episode_budget(options or {})
         return None
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:

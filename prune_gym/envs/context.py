@@ -208,8 +208,11 @@ class PruningContext:
         hands them to its sub-envs).
         """
         keys = [("reward", mask_set.digest(), finetune_steps, seed) for mask_set in masks]
-        missing = {key: mask_set for key, mask_set in zip(keys, masks, strict=True)}
-        missing = {key: mask_set for key, mask_set in missing.items() if key not in self._results}
+        missing = {  # each distinct set once
+            key: mask_set
+            for key, mask_set in zip(keys, masks, strict=True)
+            if key not in self._results
+        }
         pending = list(missing.items())
         size = self.copies_per_batch
         for batch in (dict(pending[i : i + size]) for i in range(0, len(pending), size)):

@@ -85,21 +85,17 @@ class GlobalRatioEnv(PruningEnv):
 
     def _setup(self, settings: GlobalRatioSettings) -> None:
         super()._setup(settings)
-        self._observation, self.feature_names = self.table_observation()
-        self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
+        observation, self.feature_names = self.table_observation()
+        self.observation_space = spaces.Box(-1.0, 1.0, observation.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_layers,), np.float32)
         self._last_masks_of: tuple[tuple, MaskSet] | None = None
         self._references: dict[tuple, np.ndarray] = {}
-        self.reference_densities = self._reference_densities()
+        self.reference_densities  # noqa: B018  (computed now: a bad reference raises here)
 
-    def _budget_changed(self) -> None:
-        """The observation and the logits' reference at the episode's budget."""
-        self._observation = self.table_observation()[0]
-        self.reference_densities = self._reference_densities()
-
-    def _reference_densities(self) -> np.ndarray | None:
-        """With logits, the reference's densities at this budget (computed once per
-        budget; a reference given layer by layer is the same at every budget)."""
+    @property
+    def reference_densities(self) -> np.ndarray | None:
+        """With logits, the reference's densities at this episode's budget (computed once
+        per budget; a reference given layer by layer is the same at every budget)."""
         if self.settings.action != "logits":
             return None
         if self.budget_key not in self._references:
@@ -150,7 +146,7 @@ class GlobalRatioEnv(PruningEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode; the observation describes the dense network and the budget."""
         super().reset(seed=seed, options=options)
-        return self._observation.copy(), {}
+        return self.table_observation()[0], {}
 
     def reward_masks(self, action: Any) -> MaskSet:
         """The masks of ``action``: every layer pruned at the ratio it means.
@@ -159,7 +155,7 @@ class GlobalRatioEnv(PruningEnv):
         for them does not rescale the same action onto the same budget again.
         """
         action = self.check_action(action)
-        key = (action.tobytes(), tuple(sorted(self.budget.limits.items())))
+        key = (action.tobytes(), self.budget_key)
         if self._last_masks_of is None or self._last_masks_of[0] != key:
             ratios = dict(zip(self.layer_names, self.action_to_ratios(action), strict=True))
             self._last_masks_of = (key, self.context.builder().from_ratios(ratios))
@@ -170,4 +166,4 @@ class GlobalRatioEnv(PruningEnv):
         masks = self.reward_masks(action)
         info = self.episode_info(masks, self.reward_metrics(masks))
         info |= self.cost_info(info["used"])
-        return self._observation.copy(), self.episode_reward(info), True, False, info
+        return self.table_observation()[0], self.episode_reward(info), True, False, info

@@ -121,14 +121,10 @@ class MetricMixEnv(PruningEnv):
         self._sizes = {name: math.prod(shape) for name, shape in self._shapes.items()}
         self._mix = torch.empty(sum(self._sizes.values()), dtype=torch.float64)
         self._dense_zeros = self._zero_in_dense_net()
-        self._observation, self.feature_names = self.table_observation()
-        self.observation_space = spaces.Box(-1.0, 1.0, self._observation.shape, np.float32)
+        observation, self.feature_names = self.table_observation()
+        self.observation_space = spaces.Box(-1.0, 1.0, observation.shape, np.float32)
         width = len(self.metrics) + (self.num_layers if settings.mode == "joint" else 0)
         self.action_space = spaces.Box(-1.0, 1.0, (width,), np.float32)
-
-    def _budget_changed(self) -> None:
-        """The observation at the episode's budget."""
-        self._observation = self.table_observation()[0]
 
     @property
     def prunes_to_budget(self) -> bool:
@@ -191,7 +187,7 @@ class MetricMixEnv(PruningEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode; the observation describes the dense network and the budget."""
         super().reset(seed=seed, options=options)
-        return self._observation.copy(), {}
+        return self.table_observation()[0], {}
 
     def _act(self, action: np.ndarray):
         """Rank by the mix, prune (globally to the budget, or per layer), evaluate, end."""
@@ -206,7 +202,7 @@ class MetricMixEnv(PruningEnv):
         info = self.episode_info(masks, self.reward_metrics(masks))
         info |= self.cost_info(info["used"])
         info["metric_weights"] = dict(zip(self.metrics, weights.tolist(), strict=True))
-        return self._observation.copy(), self.episode_reward(info), True, False, info
+        return self.table_observation()[0], self.episode_reward(info), True, False, info
 
     def _budget_masks_of(self, mix: torch.Tensor) -> MaskSet:
         """``budget_masks`` of a builder ranking by the flat ``mix``, without one if unstructured.

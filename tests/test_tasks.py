@@ -357,3 +357,13 @@ def test_the_package_version_keys_the_cached_weights(monkeypatch):
     before = blobs_task().cache_key()
     monkeypatch.setattr(prune_gym.tasks.task, "__version__", "0.0.0")
     assert blobs_task().cache_key() != before
+
+
+def test_probe_input_is_a_fixed_random_batch_of_the_input_shape():
+    task = prune_gym.tasks.make("digits-mlp")
+    probe = task.probe_input(4)
+    assert probe.shape == (4, *task.input_shape) and probe.dtype == torch.float32
+    assert torch.equal(probe, task.probe_input(4)) and probe.std() > 0.5
+    assert torch.equal(
+        prune_gym.tasks.make("digits-mlp", seed=3).probe_input(4), probe
+    )  # not the task seed

@@ -141,12 +141,8 @@ class Task:
         digest = hashlib.sha256(repr(model).encode())
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             _hash_tensor(digest, name, tensor)
-        probe = self.example_input(2)
-        if probe.is_floating_point():
-            generator = torch.Generator().manual_seed(_PROBE_SEED)
-            probe = torch.randn(probe.shape, generator=generator, dtype=probe.dtype)
         with torch.no_grad():
-            outputs = model(probe)
+            outputs = model(self.probe_input(2))
         outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
         for index, output in enumerate(outputs):
             rounded = [f"{value:.6g}" for value in output.detach().double().flatten().tolist()]
@@ -156,6 +152,15 @@ class Task:
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A zero batch of ``input_shape``, for tracing and cost counting."""
         return torch.zeros(batch_size, *self.input_shape)
+
+    def probe_input(self, batch_size: int) -> torch.Tensor:
+        """A fixed random batch shaped like ``example_input`` (its zeros where the input
+        is not floating point), to tell models apart by what they compute."""
+        probe = self.example_input(batch_size)
+        if probe.is_floating_point():
+            generator = torch.Generator().manual_seed(_PROBE_SEED)
+            probe = torch.randn(probe.shape, generator=generator, dtype=probe.dtype)
+        return probe
 
     def cost_model(
         self, model: nn.Module | None = None, example_input: torch.Tensor | None = None
@@ -296,10 +301,8 @@ class Task:
         """
         if steps < 0:
             raise ValueError(f"steps={steps!r} must be >= 0")
-        generator = torch.Generator().manual_seed(_PROBE_SEED)
-        probe = torch.randn(COPIES_PROBE_BATCH, *self.input_shape, generator=generator)
         device = next(model.parameters()).device
-        copies = MaskedCopies(model, masks, probe=probe.to(device))
+        copies = MaskedCopies(model, masks, probe=self.probe_input(COPIES_PROBE_BATCH).to(device))
         self._finetune_steps(copies, steps, lr, seed, schedule, loss_fn=copies.loss, fused=True)
         return copies
 

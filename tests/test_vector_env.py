@@ -228,3 +228,17 @@ def test_reward_masks_are_those_the_step_prunes_and_follow_the_budget():
     assert env.last_masks.digest() == masks.digest()
     env.budget = Budget({"flops": 0.3})  # the same action now means other masks
     assert env.reward_masks(action).sparsity() > masks.sparsity() + 0.15
+
+
+def test_sub_envs_answer_call_get_attr_set_attr_and_render():
+    venv = GlobalRatioVectorEnv(2, task="digits-mlp", render_mode="ansi")
+    assert venv.get_attr("num_layers") == (3, 3)
+    assert venv.call("fixed_policies") == venv.call("fixed_policies")[:1] * 2
+    venv.set_attr("reward_kind", ["loss", "accuracy"])
+    assert venv.get_attr("reward_kind") == ("loss", "accuracy")
+    with pytest.raises(ValueError, match="got 3 values for 2 sub-envs"):
+        venv.set_attr("reward_kind", ["loss"] * 3)
+    venv.reset(seed=0)
+    venv.step(np.zeros(venv.action_space.shape, dtype=np.float32))
+    assert all("fc1" in text and "feasible" in text for text in venv.render())
+    venv.close()

@@ -63,12 +63,6 @@ class PruningVectorEnv(VectorEnv):
         self.single_action_space = first.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._observations = create_empty_array(self.single_observation_space, self.num_envs)
-
-    @property
-    def base_envs(self) -> list[PruningEnv]:
-        """The unwrapped sub-envs."""
-        return [env.unwrapped for env in self.envs]
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None
@@ -120,11 +114,9 @@ class PruningVectorEnv(VectorEnv):
             self.envs[0].unwrapped.reward_metrics_many(masks)
 
     def _batched(self, observations: list[np.ndarray]) -> np.ndarray:
-        """The sub-envs' observations as one batch (a fresh array: callers may keep it)."""
-        self._observations = concatenate(
-            self.single_observation_space, observations, self._observations
-        )
-        return self._observations.copy()
+        """The sub-envs' observations as one fresh batch (callers may keep it)."""
+        batch = create_empty_array(self.single_observation_space, self.num_envs)
+        return concatenate(self.single_observation_space, observations, batch)
 
     def render(self) -> tuple[Any, ...] | None:
         """Every sub-env's rendering (see ``PruningEnv.render``)."""

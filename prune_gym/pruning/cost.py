@@ -422,10 +422,7 @@ class Budget:
             resource, sep, value = part.partition("=")
             if not sep:
                 raise ValueError(f"budget item {part!r} is not of the form resource=fraction")
-            try:
-                limits[resource.strip()] = float(value)
-            except ValueError as error:
-                raise ValueError(f"budget item {part!r}: {value!r} is not a number") from error
+            limits[resource.strip()] = _number(part, value)
         return cls(limits)
 
     @property

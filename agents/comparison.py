@@ -28,7 +28,7 @@ from prune_gym.baselines import supported_policies
 from prune_gym.bench import BenchSpec, RecordStore, latest_records, run_benchmark, run_keys
 from prune_gym.bench.report import best_on_val, mean_std_cell, summarise
 from prune_gym.bench.runner import hold_folder
-from prune_gym.pruning import Budget
+from prune_gym.bench.spec import loosest_first
 from prune_gym.tasks import Task
 from prune_gym.tasks.task import cache_dir
 
@@ -162,12 +162,13 @@ def policy_summary(
     """
     summary = summarise([record | {"method": record["policy"]} for record in records], ignore)
     rows = {(budget, policy): row for (_, budget, policy), row in summary.items()}
-
-    def order(item: tuple[tuple[str, str], dict[str, Any]]) -> tuple[float, bool]:
-        (budget, _), row = item
-        return min(Budget.parse(budget).limits.values()), row["kind"] != "learned"
-
-    return dict(sorted(rows.items(), key=order))
+    tightest_first = [b for _, b in loosest_first((t, b) for t, b, _ in summary)][::-1]
+    return dict(
+        sorted(
+            rows.items(),
+            key=lambda item: (tightest_first.index(item[0][0]), item[1]["kind"] != "learned"),
+        )
+    )
 
 
 def comparison_rows(

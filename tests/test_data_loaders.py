@@ -66,7 +66,8 @@ def test_mnist_format_loads_through_make(tmp_path, task_name, folder, mean, std)
     task = prune_gym.tasks.make(task_name, data_dir=tmp_path)
     splits = task.splits
     assert {name: len(split) for name, split in splits.items()} == {
-        "train": 50,
+        "train": 40,
+        "reward": 10,
         "val": 10,
         "test": 20,
     }
@@ -84,7 +85,7 @@ def test_cifar10_format_loads_through_make(tmp_path):
     batches = write_cifar10(tmp_path)
     task = prune_gym.tasks.make("cifar10-resnet20", data_dir=tmp_path)
     splits = task.splits
-    assert len(splits["train"]) + len(splits["val"]) == 60
+    assert len(splits["train"]) + len(splits["reward"]) + len(splits["val"]) == 60
     assert len(splits["test"]) == 10
     rows, labels = batches["test_batch"]
     image = splits["test"].batch(torch.tensor([3]))[0]

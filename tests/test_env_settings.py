@@ -15,7 +15,7 @@ from prune_gym.envs.context import RECENT_CONTEXTS, PruningContext
 from prune_gym.pruning import Budget
 from prune_gym.tasks import Split, Task, TrainRecipe, make
 
-DIGITS_VAL = len(make("digits-mlp").splits["val"])
+DIGITS_REWARD = len(make("digits-mlp").splits["reward"])
 
 
 @pytest.mark.parametrize(
@@ -50,17 +50,22 @@ def test_numpy_scalars_are_accepted_as_numbers():
     [
         (True, "reward_samples=True must be an integer"),
         (0, "reward_samples=0 must be an integer >= 1"),
-        (10**6, f"reward_samples=1000000 exceeds the {DIGITS_VAL} validation samples"),
+        (10**6, f"reward_samples=1000000 exceeds the {DIGITS_REWARD} samples of task"),
     ],
 )
-def test_reward_samples_must_be_a_count_the_validation_split_holds(reward_samples, match):
+def test_reward_samples_must_be_a_count_the_reward_split_holds(reward_samples, match):
     with pytest.raises(ValueError, match=match):
         gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp", reward_samples=reward_samples)
 
 
-def test_reward_samples_default_to_the_whole_validation_split():
+def test_reward_samples_default_to_the_whole_reward_split_never_the_selection_split():
     env = gym.make("prune_gym/GlobalRatio-v0", task="digits-mlp").unwrapped
-    assert len(env.context.reward_targets) == DIGITS_VAL < 1000
+    assert len(env.context.reward_targets) == DIGITS_REWARD < 1000
+    splits = env.context.task.splits
+    rows = {tuple(row.tolist()) for row in splits["reward"].batch(slice(None)).flatten(1)}
+    rewarded = {tuple(row.tolist()) for row in env.context.reward_inputs.flatten(1)}
+    selected = {tuple(row.tolist()) for row in splits["val"].batch(slice(None)).flatten(1)}
+    assert rewarded == rows and rewarded.isdisjoint(selected)
 
 
 @pytest.mark.parametrize("env_id", ["prune_gym/GlobalRatio-v0", "prune_gym/LayerRatio-v0"])

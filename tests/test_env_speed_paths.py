@@ -75,9 +75,11 @@ def test_metric_mix_masks_equal_a_sort_and_a_bisection(budget):
     percentiles = [_percentiles(env.context.scores[m], names) for m in env.metrics]
     for weights in MIXES:
         env.reset(seed=0)
-        env.step(env.weights_to_action(weights))
+        action = env.weights_to_action(weights)
+        env.step(action)
         env.context.dense_masks.apply(model)
-        score = _pruned_at_minus_inf(_mix(percentiles, weights), model, names)
+        acted = env.action_to_weights(action)  # the float32 action's weights, not ``weights``
+        score = _pruned_at_minus_inf(_mix(percentiles, acted), model, names)
         assert _same(env.last_masks, _reference_budget_masks(env, score, shapes)), weights
 
 
@@ -93,10 +95,11 @@ def test_metric_mix_ranks_weights_already_zero_below_every_mix():
         names = list(shapes)
         percentiles = [_percentiles(env.context.scores[m], names) for m in env.metrics]
         env.reset(seed=0)
-        env.step(env.weights_to_action(MIXES[2]))
+        action = env.weights_to_action(MIXES[2])
+        env.step(action)
         assert not env.last_masks["fc2"][:3].any()
         env.context.dense_masks.apply(model)
-        score = _pruned_at_minus_inf(_mix(percentiles, MIXES[2]), model, names)
+        score = _pruned_at_minus_inf(_mix(percentiles, env.action_to_weights(action)), model, names)
         assert _same(env.last_masks, _reference_budget_masks(env, score, shapes))
     finally:
         context.restore_dense_weights()
@@ -126,10 +129,11 @@ def test_panning_steps_equal_a_sort_of_the_mix_of_fresh_percentiles():
     for step, weights in enumerate([[1, 0, 0], [0.2, 0.5, 0.3], [0, 0, 1], [1 / 3] * 3]):
         env.masks.apply(model)
         percentiles = [_percentiles(context.compute_scores(m), names) for m in env.metrics]
-        score = _pruned_at_minus_inf(_mix(percentiles, weights), model, names)
+        action = env.weights_to_action(np.asarray(weights, dtype=np.float64))
+        score = _pruned_at_minus_inf(_mix(percentiles, env.action_to_weights(action)), model, names)
         sparsity = whole_weight_sparsity(1 - env.keep_fraction(step), score.numel())
         expected = _removing(score, round(sparsity * score.numel()), shapes)
-        env.step(env.weights_to_action(np.asarray(weights, dtype=np.float64)))
+        env.step(action)
         assert _same(env.masks, expected), step
 
 

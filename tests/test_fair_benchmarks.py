@@ -24,8 +24,9 @@ def test_mnist1d_tasks_on_a_reduced_size(name):
     python_state, numpy_state = random.getstate(), np.random.get_state()
     task = prune_gym.tasks.make(name, num_samples=500, recipe={"epochs": 10})
     sizes = {split: len(data) for split, data in task.splits.items()}
-    assert sizes["train"] + sizes["val"] == 400 and sizes["test"] == 100  # the package's 80/20
-    assert 35 <= sizes["val"] <= 45  # 10% held out, per class
+    held_in = sizes["train"] + sizes["reward"] + sizes["val"]
+    assert held_in == 400 and sizes["test"] == 100  # the package's 80/20
+    assert 35 <= sizes["val"] <= 45 and 35 <= sizes["reward"] <= 45  # 10% each, per class
     assert random.getstate() == python_state  # mnist1d reseeds the global RNGs: restored
     assert np.array_equal(np.random.get_state()[1], numpy_state[1])
     assert task.input_shape == (40,) and task.splits["train"].inputs.dtype == torch.float32
@@ -129,7 +130,7 @@ def test_records_count_train_steps_and_one_shot_runs_at_gmp_matched_compute(tmp_
     one_shot = sorted(r["train_steps"] for r in records if r["method"] == "uniform")
     assert one_shot == [20, matched]  # both fine-tuning step counts, each counted
     (gmp,) = (r for r in records if r["method"] == "gmp")
-    assert gmp["train_steps"] == matched == 20 * 21  # 20 epochs of 21 steps on digits
+    assert gmp["train_steps"] == matched == 20 * 16  # 20 epochs of 16 steps on digits
     assert "uniform [finetune_steps=20]" in (tmp_path / "summary.md").read_text()
 
 

@@ -145,21 +145,70 @@ def test_build_model_is_seeded_and_leaves_global_rng_alone():
 
 def test_splits_are_disjoint_stratified_and_seeded():
     splits = numbered_task(seed=0).splits
-    train_ids = splits["train"].inputs.flatten().long()
-    val_ids = splits["val"].inputs.flatten().long()
-    assert (len(train_ids), len(val_ids), len(splits["test"])) == (450, 50, 10)
-    assert set(train_ids.tolist()).isdisjoint(val_ids.tolist())
-    assert sorted(train_ids.tolist() + val_ids.tolist()) == list(range(500))
-    assert torch.bincount(splits["val"].targets).tolist() == [10] * 5
-    assert torch.equal(splits["val"].targets, val_ids % 5)  # targets follow their inputs
-    assert torch.equal(numbered_task(seed=0).splits["val"].inputs, splits["val"].inputs)
-    assert not torch.equal(numbered_task(seed=1).splits["val"].inputs, splits["val"].inputs)
+    ids = {name: splits[name].inputs.flatten().long() for name in ("train", "reward", "val")}
+    assert [len(ids[n]) for n in ids] + [len(splits["test"])] == [400, 50, 50, 10]
+    assert set(ids["train"].tolist()).isdisjoint(ids["val"].tolist())
+    assert set(ids["reward"].tolist()).isdisjoint(ids["val"].tolist() + ids["train"].tolist())
+    assert sorted(torch.cat(list(ids.values())).tolist()) == list(range(500))
+    for name in ("reward", "val"):
+        assert torch.bincount(splits[name].targets).tolist() == [10] * 5
+        assert torch.equal(splits[name].targets, ids[name] % 5)  # targets follow inputs
+    for name in ("reward", "val"):
+        assert torch.equal(numbered_task(seed=0).splits[name].inputs, splits[name].inputs)
+        assert not torch.equal(numbered_task(seed=1).splits[name].inputs, splits[name].inputs)
+
+
+def test_fractions_are_of_the_loaded_training_data_and_must_leave_some_for_training():
+    task = Task(
+        "numbered",
+        lambda: nn.Linear(1, 5),
+        load_numbered,
+        TrainRecipe(),
+        (1,),
+        5,
+        val_fraction=0.2,
+        reward_fraction=0.3,
+    )
+    assert {name: len(split) for name, split in task.splits.items()} == {
+        "train": 250,
+        "reward": 150,
+        "val": 100,
+        "test": 10,
+    }
+    with pytest.raises(ValueError, match=r"val_fraction=0.5 and reward_fraction=0.5 leave no"):
+        Task(
+            "numbered",
+            lambda: nn.Linear(1, 5),
+            load_numbered,
+            TrainRecipe(),
+            (1,),
+            5,
+            val_fraction=0.5,
+            reward_fraction=0.5,
+        )
+
+
+def test_the_reward_fraction_keys_the_task():
+    def build(fraction: float) -> Task:
+        return Task(
+            "numbered",
+            lambda: nn.Linear(1, 5),
+            load_numbered,
+            TrainRecipe(),
+            (1,),
+            5,
+            reward_fraction=fraction,
+        )
+
+    assert build(0.1).definition_key() != build(0.2).definition_key()
+    assert build(0.1).definition_key() == build(0.1).definition_key()
 
 
 def test_builtin_digits_splits_sizes_and_sharing():
     task = prune_gym.tasks.make("digits-cnn")
     sizes = {name: len(split) for name, split in task.splits.items()}
-    assert sizes == {"train": 1295, "val": 142, "test": 360}
+    # val (selection) is a fifth of the 1437 training images, the reward split a tenth
+    assert sizes == {"train": 1008, "reward": 142, "val": 287, "test": 360}
     other = prune_gym.tasks.make("digits-mlp")
     assert other.splits["train"].inputs is task.splits["train"].inputs
     assert task.input_shape == (1, 8, 8) and task.num_classes == 10

@@ -39,7 +39,7 @@ from prune_gym.tasks.train import evaluate_copies
 
 #: calibration samples for data-driven scores (class-balanced when the train split allows).
 CALIBRATION_SAMPLES = 256
-#: reward samples when none are asked for: the validation split, up to this many.
+#: reward samples when none are asked for: the task's reward split, up to this many.
 DEFAULT_REWARD_SAMPLES = 1000
 WEIGHTS = ("pretrained", "init")
 #: contexts kept after their last env is gone, most recently requested first out last.
@@ -100,11 +100,11 @@ class PruningContext:
         self._builders: dict[str, MaskBuilder] = {}
         self.dense_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         MaskSet.dense(self.model).apply(self.model)
-        val = task.splits["val"]
-        order = torch.randperm(len(val), generator=torch.Generator().manual_seed(task.seed))
+        reward = task.splits["reward"]
+        order = torch.randperm(len(reward), generator=torch.Generator().manual_seed(task.seed))
         index = order[: key.reward_samples]
-        self.reward_inputs = val.batch(index).to(self.device)
-        self.reward_targets = val.targets[index].to(self.device)
+        self.reward_inputs = reward.batch(index).to(self.device)
+        self.reward_targets = reward.targets[index].to(self.device)
         self._dense_latency: float | None = None
         self._results: OrderedDict[tuple[str, str, int, int], dict[str, float]] = OrderedDict()
         #: evaluations (rewards and assessments) answered from the cache, and computed.
@@ -369,14 +369,15 @@ def get_context(
             )
     check_choice(weights, "weights", WEIGHTS)
     task = resolve_task(task)
-    val_size = len(task.splits["val"])
+    reward_size = len(task.splits["reward"])
     if reward_samples is None:
-        reward_samples = min(DEFAULT_REWARD_SAMPLES, val_size)
+        reward_samples = min(DEFAULT_REWARD_SAMPLES, reward_size)
     reward_samples = check_int(reward_samples, "reward_samples", low=1)
-    if reward_samples > val_size:
+    if reward_samples > reward_size:
         raise ValueError(
-            f"reward_samples={reward_samples} exceeds the {val_size} validation samples of "
-            f"task {task.name!r}; use at most {val_size}"
+            f"reward_samples={reward_samples} exceeds the {reward_size} samples of task "
+            f"{task.name!r}'s reward split; use at most {reward_size}, or a task with a "
+            "larger reward_fraction"
         )
     key = ContextKey(task.cache_key(), structure, metrics, rank_by, reward_samples, device, weights)
     context = _LIVE.get(key)

@@ -93,7 +93,7 @@ class PruningSettings:
     )
     reward_samples: int | None = field(
         default=None,
-        metadata=doc("fixed validation samples scored for the reward; default all, up to 1000"),
+        metadata=doc("fixed samples of the task's reward split scored; default all, up to 1000"),
     )
     reward_finetune_steps: int = field(
         default=0,

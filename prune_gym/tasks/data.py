@@ -198,32 +198,35 @@ def teacher_splits(
     return data.subset(torch.arange(n_train)), data.subset(torch.arange(n_train, total))
 
 
-def split_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Carve a stratified validation split out of ``train``: ``(train_rest, val)``.
+def carve_split(
+    train: Split, fraction: float, seed: int, name: str = "fraction"
+) -> tuple[Split, Split]:
+    """Carve a stratified split out of ``train``: ``(train_rest, carved)``.
 
     Each class gives ``round(fraction * count)`` samples, chosen by a permutation seeded
-    with ``seed``; validation samples come in a seeded random order, so any prefix of it
-    is a random subset, and the rest keeps its original order.
+    with ``seed``; carved samples come in a seeded random order, so any prefix of it is a
+    random subset, and the rest keeps its original order. ``name`` names ``fraction`` in
+    errors.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"val_fraction={fraction!r} must be in (0, 1)")
+        raise ValueError(f"{name}={fraction!r} must be in (0, 1)")
     generator = torch.Generator().manual_seed(seed)
-    val_parts, rest_parts = [], []
+    carved_parts, rest_parts = [], []
     for label in torch.unique(train.targets):
         index = torch.nonzero(train.targets == label).flatten()
         index = index[torch.randperm(len(index), generator=generator)]
         count = round(fraction * len(index))
-        val_parts.append(index[:count])
+        carved_parts.append(index[:count])
         rest_parts.append(index[count:])
-    val_index = torch.cat(val_parts)
-    if len(val_index) == 0:
+    carved_index = torch.cat(carved_parts)
+    if len(carved_index) == 0:
         raise ValueError(
-            f"val_fraction={fraction!r} of {len(train)} training samples leaves an empty "
-            "validation split; use a larger fraction"
+            f"{name}={fraction!r} of {len(train)} training samples leaves an empty "
+            "split; use a larger fraction"
         )
-    val_index = val_index[torch.randperm(len(val_index), generator=generator)]
+    carved_index = carved_index[torch.randperm(len(carved_index), generator=generator)]
     rest_index = torch.sort(torch.cat(rest_parts)).values
-    return train.subset(rest_index), train.subset(val_index)
+    return train.subset(rest_index), train.subset(carved_index)
 
 
 def mnist_files(data_dir: Path, folder: str = "MNIST") -> list[Path]:

@@ -1,7 +1,8 @@
 """``Task``: a model factory, its data splits and its training recipe, with cached weights.
 
-A task is what an environment prunes: it builds the model, holds the train/val/test
-splits in memory, trains and caches the dense weights, evaluates and fine-tunes.
+A task is what an environment prunes: it builds the model, holds the train / reward /
+val / test splits in memory, trains and caches the dense weights, evaluates and
+fine-tunes.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from prune_gym.tasks.batched import MaskedCopies
 from prune_gym.tasks.data import Split
 from prune_gym.tasks.train import TrainRecipe, evaluate_split, run_steps, train_dense
 
-SPLIT_NAMES = ("train", "val", "test")
+#: ``train`` fits weights, ``reward`` scores an env's rewards, ``val`` selects (checkpoints,
+#: the best fixed policy) and ``test`` is only reported: four disjoint splits.
+SPLIT_NAMES = ("train", "reward", "val", "test")
 #: Seed of the random model and inputs ``Task`` probes with (``model_fingerprint``, and
 #: the check of ``MaskedCopies``' stacked layers).
 _PROBE_SEED = 0
 #: Splits (and the data's fingerprint) shared by tasks with the same ``(data_key,
-#: val_fraction, seed)``: the most recently used few. Tasks keep their own splits, so
-#: eviction only stops the sharing.
+#: val_fraction, reward_fraction, seed)``: the most recently used few. Tasks keep their
+#: own splits, so eviction only stops the sharing.
 _SPLIT_CACHE: OrderedDict[Hashable, tuple[dict[str, Split], str]] = OrderedDict()
 _SPLIT_CACHE_SIZE = 4
 #: random inputs on which ``MaskedCopies`` checks that stacked layers compute the copies.
@@ -52,8 +55,10 @@ def cache_dir() -> Path:
 class Task:
     """A model factory, its data and its training recipe: what a pruning environment prunes.
 
-    ``load_data()`` returns the ``(train, test)`` splits; validation is carved out of
-    train (``val_fraction``, stratified, seeded). ``data_key`` (hashable) names the data so
+    ``load_data()`` returns the ``(train, test)`` splits; validation (``val_fraction``)
+    and then the reward split (``reward_fraction``, both of the loaded training data) are
+    carved out of train, stratified and seeded, so that what an agent is rewarded on is
+    never what its checkpoints are selected on. ``data_key`` (hashable) names the data so
     tasks over the same data share the tensors in memory; ``data_options`` are the
     settings that change the data and so key the pretrained-weights cache. ``uncounted``
     names parameters outside the prunable layers (an LSTM, an embedding) that costs may
@@ -71,6 +76,7 @@ class Task:
         num_classes: int,
         *,
         val_fraction: float = 0.1,
+        reward_fraction: float = 0.1,
         seed: int = 0,
         data_key: Hashable | None = None,
         data_options: Mapping[str, Any] | None = None,
@@ -93,6 +99,14 @@ class Task:
         self.val_fraction = check_number(
             val_fraction, "val_fraction", 0, 1, low_open=True, high_open=True
         )
+        self.reward_fraction = check_number(
+            reward_fraction, "reward_fraction", 0, 1, low_open=True, high_open=True
+        )
+        if self.val_fraction + self.reward_fraction >= 1:
+            raise ValueError(
+                f"val_fraction={val_fraction!r} and reward_fraction={reward_fraction!r} "
+                "leave no training data; their sum must be below 1"
+            )
         self.seed = check_int(seed, "seed")
         self.data_key = data_key
         self.data_options = dict(data_options or {})
@@ -175,12 +189,12 @@ class Task:
     # data -------------------------------------------------------------------------------
     @property
     def splits(self) -> dict[str, Split]:
-        """``train`` / ``val`` / ``test`` splits, loaded on first use and kept in memory."""
+        """The ``SPLIT_NAMES`` splits, loaded on first use and kept in memory."""
         if self._splits is None:
             if self.data_key is None:
                 self._splits, self._data_fingerprint = self._load_splits()
             else:
-                key = (self.data_key, self.val_fraction, self.seed)
+                key = (self.data_key, self.val_fraction, self.reward_fraction, self.seed)
                 if key in _SPLIT_CACHE:
                     _SPLIT_CACHE.move_to_end(key)
                 else:
@@ -191,7 +205,7 @@ class Task:
         return dict(self._splits)
 
     def _load_splits(self) -> tuple[dict[str, Split], str]:
-        """Load ``(train, test)``, fingerprint them, and carve validation out of train."""
+        """Load ``(train, test)``, fingerprint them, and carve val and reward out of train."""
         loaded = self._load_data()
         if not (isinstance(loaded, tuple) and len(loaded) == 2):
             raise TypeError(f"task {self.name!r}: load_data must return a (train, test) tuple")
@@ -211,8 +225,12 @@ class Task:
                 f"task {self.name!r}: the training data hold {held}; a classifier needs "
                 "at least 2 classes"
             )
-        rest, val = data.split_validation(train, self.val_fraction, self.seed)
-        return {"train": rest, "val": val, "test": test}, _fingerprint(train, test)
+        rest, val = data.carve_split(train, self.val_fraction, self.seed, "val_fraction")
+        # reward_fraction is of the loaded training data: rescale it to what val left.
+        of_rest = self.reward_fraction / (1 - self.val_fraction)
+        rest, reward = data.carve_split(rest, of_rest, self.seed + 1, "reward_fraction")
+        splits = {"train": rest, "reward": reward, "val": val, "test": test}
+        return splits, _fingerprint(train, test)
 
     def calibration_batch(
         self, n: int, seed: int = 0, class_balanced: bool = False
@@ -350,6 +368,7 @@ class Task:
             "task": self.name,
             "recipe": dataclasses.asdict(self.recipe),
             "val_fraction": self.val_fraction,
+            "reward_fraction": self.reward_fraction,
             "model": self.model_fingerprint(),
             "data": self.data_options,
             "data_fingerprint": self.data_fingerprint(),

@@ -144,31 +144,40 @@ def share_baselines(spec: BenchSpec, folder: Path) -> list[dict[str, Any]]:
     return records
 
 
-def policy_name(record: dict[str, Any], agent: str) -> str:
-    """A record's row name: the fixed policy, or ``learned (<agent>)`` [``+ projection``]."""
+def policy_name(record: dict[str, Any], agent: str, search: bool = False) -> str:
+    """A record's row name: the fixed policy, or ``learned (<agent>)`` (a ``search``: the
+    agent's name) [``+ projection``]."""
     if record["kind"] != "learned":
         return record["method"]
     projected = record["settings"].get("projection", False)
-    return f"learned ({agent})" + (" + projection" if projected else "")
+    return (agent if search else f"learned ({agent})") + (" + projection" if projected else "")
+
+
+def searched_policies(records: list[dict[str, Any]]) -> set[str]:
+    """The policy names of the records of search baselines (``search`` set)."""
+    return {record["policy"] for record in records if record.get("search")}
 
 
 def policy_summary(
     records: list[dict[str, Any]], ignore: tuple[str, ...] = ()
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """``bench.report.summarise`` per (budget, ``policy`` name): means ± std over runs,
-    the tightest budget first, the learned policy first at each budget.
+    the tightest budget first; at each budget the learned policy, then the search
+    baselines (``searched_policies``), then the fixed policies.
 
     ``ignore``: settings that do not tell runs of one policy apart.
     """
     summary = summarise([record | {"method": record["policy"]} for record in records], ignore)
     rows = {(budget, policy): row for (_, budget, policy), row in summary.items()}
     tightest_first = [b for _, b in loosest_first((t, b) for t, b, _ in summary)][::-1]
-    return dict(
-        sorted(
-            rows.items(),
-            key=lambda item: (tightest_first.index(item[0][0]), item[1]["kind"] != "learned"),
-        )
-    )
+    searches = searched_policies(records)
+
+    def order(item: tuple[tuple[str, str], dict[str, Any]]) -> tuple[int, int]:
+        (budget, policy), row = item
+        rank = 1 if policy in searches else 0 if row["kind"] == "learned" else 2
+        return tightest_first.index(budget), rank
+
+    return dict(sorted(rows.items(), key=order))
 
 
 def comparison_rows(
@@ -178,6 +187,7 @@ def comparison_rows(
     runs, ``best_on_val`` marking the fixed policy chosen on val at that budget;
     ``learned``: more fields of the learned rows."""
     summary = policy_summary(records)
+    searches = searched_policies(records)
     fixed: dict[str, dict[str, dict[str, Any]]] = {budget: {} for budget, _ in summary}
     for (budget, name), row in summary.items():
         if row["kind"] != "learned":
@@ -186,15 +196,19 @@ def comparison_rows(
     rows = []
     for (budget, name), stats in summary.items():
         mine = [r for r in records if r["policy"] == name and r["budget"] == budget]
-        is_learned = stats["kind"] == "learned"
-        row: dict[str, Any] = {"policy": name, "kind": "learned" if is_learned else "baseline"}
+        is_search = name in searches
+        is_learned = stats["kind"] == "learned" and not is_search
+        kind = "search" if is_search else "learned" if is_learned else "baseline"
+        row: dict[str, Any] = {"policy": name, "kind": kind}
         row["budget"] = budget
         row["episodes"] = stats["runs"]
         row |= {key: stats[key][0] for key in SUMMARY_FIELDS}
         row |= {"feasible": stats["feasible"], "best_on_val": name == best[budget]}
         row["ratios"] = min(mine, key=lambda record: record["seed"])["ratios"]
         row["finetune_steps"] = config.finetune_steps
-        row["timesteps"] = config.timesteps if is_learned else 0
+        row["timesteps"] = (
+            config.timesteps if is_learned else config.search_timesteps if is_search else 0
+        )
         row["wall_time"] = sum(record["wall_time"] for record in mine)
         rows.append(row | (learned if is_learned else {}))
     return rows

@@ -3,11 +3,12 @@
 ``train`` benches every fixed policy (``agents.comparison``: a bench run in
 ``--out/bench``), trains the agent on the task at its seed with a live progress bar while
 ``ValidationSelection`` keeps the checkpoint best on validation, benches that checkpoint
-in the same folder, then writes to ``--out``: ``model.zip`` (that checkpoint),
-``run.json`` (``RunConfig``), ``results.json`` (one row per policy), ``summary.md`` (the
-table), ``progress.csv`` and TensorBoard logs (SB3's logger), and ``training.png``.
-``eval`` reloads a run and redoes the comparison in its bench folder. SB3 zips are
-pickle: load only trusted files.
+in the same folder, runs the search baselines (``RunConfig.searches``, each in
+``--out/searches``) with the same env steps in all, then writes to ``--out``:
+``model.zip`` (that checkpoint), ``run.json`` (``RunConfig``), ``results.json`` (one row
+per policy), ``summary.md`` (the table), ``progress.csv`` and TensorBoard logs (SB3's
+logger), and ``training.png``. ``eval`` reloads a run and redoes the comparison in its
+bench folder. SB3 zips are pickle: load only trusted files.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ import prune_gym  # noqa: F401  (registers the env ids)
 from agents.comparison import (
     BENCH_FOLDER,
     best_baseline,
+    budget_text,
     comparison_rows,
     comparison_table,
+    policy_name,
     run_comparison,
     seeds_table,
 )
@@ -51,6 +54,9 @@ from prune_gym.tasks import Task
 from prune_gym.tasks import make as make_task
 from prune_gym.wrappers import CostMonitor, LagrangianReward
 
+#: the folder, inside a run's, of the search baselines' runs (one per search and budget).
+SEARCH_FOLDER = "searches"
+
 
 class TrainingProgress(BaseCallback):
     """A progress bar showing the live reward, costs and multipliers.
@@ -59,14 +65,14 @@ class TrainingProgress(BaseCallback):
     ``rollout/ep_cost_<resource>_mean`` from the episodes ``CostMonitor`` summed.
     """
 
-    def __init__(self, total: int, resources: list[str]) -> None:
+    def __init__(self, total: int, resources: list[str], desc: str = "training") -> None:
         super().__init__()
-        self.total = total
+        self.total, self.desc = total, desc
         self.resources = resources
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, desc="training", unit="step")
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
 
     def _on_step(self) -> bool:
         self.bar.update(self.training_env.num_envs)
@@ -191,13 +197,15 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
     selection = ValidationSelection(
         env, config.finetune_steps, config.eval_freq, config.seed, budgets=budgets
     )
-    progress = TrainingProgress(config.timesteps, list(config.budget))
+    desc = f"{config.agent} at {budget_text(config)}"
+    progress = TrainingProgress(config.timesteps, list(config.budget), desc)
     start = time.perf_counter()
     model.learn(total_timesteps=config.timesteps, callback=[progress, selection])
     wall = time.perf_counter() - start
     model.save(out / "model.zip")
     projection = not env.unwrapped.prunes_to_budget
     records = run_comparison(config, task, out / BENCH_FOLDER, out / "model.zip", projection)
+    records += run_searches(config, out)
     learned = {"train_time": wall, "kept_timesteps": selection.kept_timesteps}
     learned |= {} if reference is None else {"reference": reference}
     rows = comparison_rows(config, records, **learned)
@@ -205,6 +213,13 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
     table = comparison_table(config, rows)
     if reference is not None:
         table += f"\nThe agent acted by density logits around `{reference}`'s allocation.\n"
+    if config.searches:
+        table += (
+            f"\n{' and '.join(config.searches)}: searches over the same action around the same "
+            f"reference, {config.search_timesteps} env steps at each budget (together the "
+            f"agent's {config.timesteps}), kept by the same selection; runs in "
+            f"{out / SEARCH_FOLDER}.\n"
+        )
     table += f"\nTraining: {config.timesteps} env steps in {wall:.0f} s; "
     table += f"checkpoint kept: env step {selection.kept_timesteps}"
     table += " (the untrained policy).\n" if selection.kept_timesteps == 0 else ".\n"
@@ -221,6 +236,29 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
         dense_val_accuracy=task.evaluate(task.pretrained_model(), "val")["accuracy"],
     )
     return table, records
+
+
+def run_searches(config: RunConfig, out: Path) -> list[dict[str, Any]]:
+    """Each of ``config.searches`` at each evaluation budget, trained and compared like the
+    agent (``train_and_compare`` into ``out/searches/<search>-<budget>``) with
+    ``search_timesteps`` env steps: the records of their final policies, named after the
+    search."""
+    records = []
+    for search in config.searches:
+        for budget in config.evaluation_budgets:
+            searching = copy.deepcopy(config)  # the reference as resolved for the agent
+            searching.agent, searching.searches = search, []
+            searching.budget = dict(budget.limits)
+            searching.timesteps, searching.eval_freq = config.search_timesteps, None
+            searching.__post_init__()
+            folder = out / SEARCH_FOLDER / f"{search}-{budget.label}"
+            _, found = train_and_compare(searching, folder)
+            records += [
+                record | {"policy": policy_name(record, search, search=True), "search": search}
+                for record in found
+                if record["kind"] == "learned"
+            ]
+    return records
 
 
 def train_one(job: tuple[RunConfig, Path]) -> dict[str, Any]:

@@ -138,14 +138,17 @@ class ActionSearch(BaseAlgorithm):
             return ask_random, lambda candidates, rewards: None
         options = {"bounds": [-1.0, 1.0], "popsize": generation, "verbose": -9}
         options["seed"] = (self.seed or 0) + 1  # cma reads seed 0 as "from the clock"
-        strategy = cma.CMAEvolutionStrategy(np.zeros(size), self.sigma, options)
+        # cma needs two dimensions: a one-dimensional action is the first of two
+        strategy = cma.CMAEvolutionStrategy(np.zeros(max(size, 2)), self.sigma, options)
+        asked: list[np.ndarray] = []
 
         def ask_cma(count: int) -> np.ndarray:
-            return np.asarray(strategy.ask(count))
+            asked[:] = strategy.ask(count)
+            return np.asarray(asked)[:, :size]
 
         def tell_cma(candidates: np.ndarray, rewards: np.ndarray) -> None:
             if len(candidates) == strategy.popsize:  # a last, smaller batch is only scored
-                strategy.tell(list(candidates), list(-rewards))
+                strategy.tell(list(asked), list(-rewards))
 
         return ask_cma, tell_cma
 

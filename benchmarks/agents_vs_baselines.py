@@ -10,11 +10,11 @@ Every (cell, seed) is one ``prune-gym train`` run in ``--out/<part>/<cell>/seed<
 each number can be reproduced with ``prune-gym bench --policy .../model.zip``. Runs that
 finished before are read back, not repeated.
 
-- ``ppo-lag``: PPO-Lagrangian on GlobalRatio-v0 with its defaults (density logits around
-  the best fixed policy's allocation, reward minus the val loss after 10 fine-tuning
-  steps, the checkpoint best on val kept), at unstructured params 0.05 / 0.02 and channel
-  flops 0.3 / 0.5, on the digits and MNIST-1D tasks. Every final mask, learned or fixed,
-  is fine-tuned 200 steps.
+- ``ppo-lag``: PPO-Lagrangian on GlobalRatio-v0 in the fine-tuned setting (density logits
+  around the best fixed policy's allocation, reward minus the loss on the reward split
+  after 10 fine-tuning steps, the checkpoint best on val kept), at unstructured params
+  0.05 / 0.02 and channel flops 0.3 / 0.5, on the digits and MNIST-1D tasks. Every final
+  mask, learned or fixed, is fine-tuned 200 steps.
 - ``lagrangian``: the same cells with plain ratio actions, where only the Lagrangian keeps
   the budget: is the raw deterministic policy feasible? (digits tasks)
 - ``random-search`` and ``cma-es``: the search baselines (``agents/search.py``) on the
@@ -70,6 +70,19 @@ PANNING_TARGETS = (0.95, 0.98, 0.99)
 #: the budget-conditioned part: its training range and the budgets it is assessed at.
 CONDITIONED_RANGE = (0.03, 0.15)
 CONDITIONED_BUDGETS = (0.02, 0.03, 0.067, 0.15, 0.2)
+#: the fine-tuned setting these cells were designed for (``prune-gym train``'s default
+#: is post-training since 0.4): 10 fine-tuning steps before each reward, 200 before the
+#: final measure; the searches are parts of their own here, not rows of each run.
+FINETUNED = {"finetune_steps": 200, "searches": []}
+FINETUNED_ENV = {"reward_finetune_steps": 10}
+
+
+def finetuned_config(**fields: Any) -> RunConfig:
+    """A ratio agent's ``RunConfig`` in the fine-tuned setting (``FINETUNED``)."""
+    env_kwargs = FINETUNED_ENV | fields.pop("env_kwargs", {})
+    return RunConfig(**FINETUNED | fields, env_kwargs=env_kwargs)
+
+
 #: a ratio part -> (the agent it trains, its GlobalRatio action).
 AGENT_PARTS = {
     "ppo-lag": ("ppo-lag", "logits"),
@@ -134,7 +147,7 @@ def cell_runs(
     agent, action = AGENT_PARTS[part]
     return [
         ensure_run(
-            RunConfig(
+            finetuned_config(
                 agent=agent,
                 task=task,
                 budget=budget,
@@ -228,7 +241,7 @@ def conditioned_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
         for seed in range(args.seeds):
             folder = run_folder(args.out, "conditioned", f"{task}-params{low:g}-{high:g}", seed)
             if not (folder / "model.zip").exists():
-                conditioned = RunConfig(
+                conditioned = finetuned_config(
                     task=task, budget={"params": [low, high]}, seed=seed, timesteps=args.timesteps
                 )
                 train(conditioned, folder)
@@ -242,7 +255,7 @@ def conditioned_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 )
                 rows = comparison_rows(at_budget, records)
                 search = ensure_run(
-                    RunConfig(
+                    finetuned_config(
                         agent="cma-es",
                         task=task,
                         budget={"params": budget},

@@ -20,7 +20,7 @@ initial weights (no download, no training): speed does not depend on the data.
 ``--vector`` (issue "Rewards in batches") measures instead, per task and number of envs
 N: env steps per second of the native vector env (``gymnasium.make_vec``, rewards
 computed together) against N single envs stepped one after another in one process
-(``SyncVectorEnv``), both on GlobalRatio-v0 with ``prune-gym train``'s env settings (10
+(``SyncVectorEnv``), both on GlobalRatio-v0 with ``prune-gym train``'s fine-tuned settings (10
 fine-tuning steps, loss reward, density logits) and random actions, rounds interleaved A
 B A B with the reward cache emptied before each; and the budget rescaling of one logits
 action, by counted weights (now) against built masks (before), with the allocations
@@ -191,7 +191,8 @@ def measure_one(task_name: str, env_id: str, pairs: int) -> dict:
     }
 
 
-#: GlobalRatio-v0's settings in ``prune-gym train`` (a named reference instead of "best").
+#: GlobalRatio-v0's settings in ``prune-gym train``'s fine-tuned setting (a named reference
+#: instead of "best"): the rewards whose batching this measures fine-tune.
 TRAIN_SETTINGS = {
     "budget": {"flops": 0.5},
     "action": "logits",

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from prune_gym.checks import did_you_mean
 from prune_gym.envs import ENV_IDS
 from prune_gym.executors import EXECUTORS, Executor, MissingExtra, make_executor
 from prune_gym.plugins import import_modules
@@ -119,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     from prune_gym.pruning.cost import BudgetRange, parse_budget
 
     budget: dict[str, float | list[float]] = {}
-    for text in args.budget or ["flops=0.5"]:
+    for text in args.budget or []:
         parsed = parse_budget(text)
         if isinstance(parsed, BudgetRange):
             budget |= {r: [low, high] for r, (low, high) in parsed.bounds.items()}
@@ -135,11 +136,15 @@ def _train(args: argparse.Namespace) -> int:
         "reward_finetune_steps": args.reward_finetune_steps,
     }
     env_kwargs |= {key: value for key, value in flags.items() if value is not None}
-    optional = {"finetune_steps": args.finetune_steps, "eval_freq": args.eval_freq}
+    optional = {
+        "task": args.task,
+        "budget": budget or None,
+        "finetune_steps": args.finetune_steps,
+        "eval_freq": args.eval_freq,
+        "searches": args.searches,
+    }
     config = RunConfig(
         env=args.env,
-        task=args.task,
-        budget=budget,
         agent=args.agent,
         timesteps=args.timesteps,
         seed=0 if args.seed is None else args.seed,
@@ -174,6 +179,22 @@ def _seeds(text: str) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2")
     return tuple(seeds)
+
+
+def _searches(text: str) -> list[str]:
+    """``"random-search,cma-es"`` -> those names; ``"none"`` -> ``[]``."""
+    from agents.run_config import SEARCH_AGENTS
+
+    if text.strip() == "none":
+        return []
+    names = _items(text, "random-search, cma-es or none")
+    for name in names:
+        if name not in SEARCH_AGENTS:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is not a search; give {', '.join(SEARCH_AGENTS)} or none"
+                + did_you_mean(name, list(SEARCH_AGENTS))
+            )
+    return names
 
 
 def _items(text: str, example: str) -> list[str]:
@@ -260,23 +281,25 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         parents=[common, placement],
         help="train an agent, then compare it with every baseline on the same budget",
-        description="With no options: PPO-Lagrangian on GlobalRatio-v0, digits-cnn, flops "
-        "budget 0.5, acting by density logits around the best fixed policy's allocation "
-        "(a few minutes on 2 cores).",
+        description="With no options: one PPO-Lagrangian policy on GlobalRatio-v0 for "
+        "mnist1d-cnn over the params budgets 0.2 to 0.5, post-training (no fine-tuning), "
+        "acting by density logits around global magnitude's allocation, then printed next "
+        "to every fixed policy and to random search and CMA-ES at 3 budgets (under a "
+        "minute on 2 cores).",
     )
     train.add_argument(
         "--env",
         default="prune_gym/GlobalRatio-v0",
         help="environment id: a prune-gym env, or an id registered for one (see --import)",
     )
-    train.add_argument("--task", default="digits-cnn", help="task name")
+    train.add_argument("--task", help="task name (default mnist1d-cnn)")
     train.add_argument(
         "--budget",
         action="append",
         help="one budget, as bench writes it: resource=fraction, several joined by + "
-        "(flops=0.5+params=0.3); repeatable, the limits merged (default flops=0.5); "
-        "resource=low:high trains one policy over a range (params=0.02:0.2), compared at "
-        "its ends and log-middle",
+        "(flops=0.5+params=0.3); repeatable, the limits merged; resource=low:high trains "
+        "one policy over a range, compared at its ends and log-middle (default "
+        "params=0.2:0.5)",
     )
     train.add_argument(
         "--agent",
@@ -305,13 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--reward", choices=("accuracy", "loss"), help="default loss")
     train.add_argument(
-        "--reward-finetune-steps", type=int, help="fine-tuning before each reward (default 10)"
+        "--reward-finetune-steps", type=int, help="fine-tuning before each reward (default 0)"
     )
     train.add_argument("--env-kwargs", type=_json_object, help="more env settings as a JSON object")
     train.add_argument(
         "--finetune-steps",
         type=int,
-        help="training of every final mask before val/test accuracy (default 200)",
+        help="training of every final mask before val/test accuracy (default 0: "
+        "post-training; 600 for panning)",
+    )
+    train.add_argument(
+        "--searches",
+        type=_searches,
+        help="search baselines run beside the agent at each budget with the same env steps "
+        "in all: comma-separated random-search, cma-es, or none (default both, for "
+        "ppo-lag and ppo on a one-step env)",
     )
     train.add_argument("--eval-freq", type=int, help="env steps between validation checks")
     train.add_argument("--lam", type=float, default=1.0, help="violation price for --agent ppo")

@@ -16,7 +16,7 @@ BUDGET = ["--budget", "flops=0.5", "--budget", "params=0.6"]
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     args = ["train", "--task", "digits-mlp", *BUDGET, "--timesteps", "256"]
-    code = main([*args, "--finetune-steps", "50", "--out", str(out)])
+    code = main([*args, "--finetune-steps", "50", "--searches", "none", "--out", str(out)])
     return out, code
 
 
@@ -49,7 +49,7 @@ def test_run_json_records_every_env_setting_and_the_reference(trained_run):
     assert run["budget"] == {"flops": 0.5, "params": 0.6} and run["algorithm"] == "ppo-lag"
     settings = run["env_kwargs"]
     assert settings["action"] == "logits" and settings["reward"] == "loss"
-    assert settings["reward_finetune_steps"] == 10
+    assert settings["reward_finetune_steps"] == 0  # post-training by default
     reference = json.loads((out / "results.json").read_text())[0]["reference"]
     rows = json.loads((out / "results.json").read_text())
     baseline = next(r for r in rows if r["policy"] == reference)
@@ -110,10 +110,20 @@ def test_run_config_validation_defaults_and_hyperparameters():
         RunConfig(agent="panning", budget={"flops": 0.5})
     with pytest.raises(ValueError, match="env_kwargs may not hold 'task'"):
         RunConfig(env_kwargs={"task": "digits-mlp"})
-    assert RunConfig().env_settings()["reference"] == "best"
+    # the default: one policy over a budget range, post-training, with both searches
+    default = RunConfig()
+    assert (default.task, default.budget) == ("mnist1d-cnn", {"params": [0.2, 0.5]})
+    assert default.env_settings()["reference"] == "global"  # "best" needs one budget
+    assert default.searches == ["random-search", "cma-es"]
+    assert RunConfig(budget={"flops": 0.5}).env_settings()["reference"] == "best"
+    assert RunConfig(agent="panning", budget={"params": 0.1}).searches == []
+    with pytest.raises(ValueError, match="searches"):
+        RunConfig(env="prune_gym/LayerRatio-v0", searches=["cma-es"])
+    with pytest.raises(ValueError, match="search"):
+        RunConfig(searches=["grid"])
     assert RunConfig(env_kwargs={"reward": "accuracy"}).env_settings()["reward"] == "accuracy"
     panning = RunConfig(agent="panning", budget={"params": 0.1})
-    assert (RunConfig().finetune_steps, panning.finetune_steps) == (200, 600)
+    assert (RunConfig().finetune_steps, panning.finetune_steps) == (0, 600)
     assert "lagrange_update" not in algorithm_kwargs(RunConfig())  # PPOLagrangian's defaults
     assert "cost_window" not in algorithm_kwargs(RunConfig(agent="ppo"))
 

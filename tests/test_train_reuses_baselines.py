@@ -17,7 +17,7 @@ from prune_gym.tasks import make as make_task
 def config(**changes) -> RunConfig:
     """The quickest train: digits-mlp, one rollout, a few fine-tuning steps."""
     settings = {"task": "digits-mlp", "budget": {"flops": 0.5}, "timesteps": 64}
-    settings |= {"finetune_steps": 5, "eval_freq": 64}
+    settings |= {"finetune_steps": 5, "eval_freq": 64, "searches": []}
     settings["env_kwargs"] = {"reward_finetune_steps": 1}
     return RunConfig(**settings | changes)
 

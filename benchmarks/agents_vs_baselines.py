@@ -5,6 +5,7 @@ package.)
 
     python benchmarks/agents_vs_baselines.py                    # every part, 3 seeds
     python benchmarks/agents_vs_baselines.py --parts ppo-lag --tasks digits-mlp --seeds 1
+    python benchmarks/agents_vs_baselines.py --parts conditioned --setting post-training --seeds 5
 
 Every (cell, seed) is one ``prune-gym train`` run in ``--out/<part>/<cell>/seed<k>``, so
 each number can be reproduced with ``prune-gym bench --policy .../model.zip``. Runs that
@@ -22,10 +23,13 @@ finished before are read back, not repeated.
 - ``search``: PPO-Lagrangian against both searches on those cells, seed by seed (it
   trains whatever runs of the three are missing): the paired p of PPO against each.
 - ``conditioned``: one budget-conditioned PPO-Lagrangian policy per task and seed, trained
-  over unstructured params ``CONDITIONED_RANGE`` and assessed at ``CONDITIONED_BUDGETS``
-  (two of them held out of its range), against CMA-ES over the same action (logits around
-  ``global``) run at each budget with an equal share of the same total env steps, and the
-  best fixed policy at each budget.
+  over the setting's unstructured params range and assessed at its five budgets (two of
+  them held out of the range; ``SETTINGS``), against random search and CMA-ES over the
+  same action (logits around ``global``) run at each budget with an equal share of the
+  same total env steps, and the best fixed policy at each budget.
+
+``--setting finetuned`` (default) or ``post-training`` (no fine-tuning in the reward or
+before the final measure) applies to every ratio part; runs go to ``--out/<setting>``.
 - ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
   iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
   0.99, every mask trained 600 steps from the initialisation with the task's recipe
@@ -67,20 +71,32 @@ CELLS = (
     ("channel", {"flops": 0.5}),
 )
 PANNING_TARGETS = (0.95, 0.98, 0.99)
-#: the budget-conditioned part: its training range and the budgets it is assessed at.
-CONDITIONED_RANGE = (0.03, 0.15)
-CONDITIONED_BUDGETS = (0.02, 0.03, 0.067, 0.15, 0.2)
-#: the fine-tuned setting these cells were designed for (``prune-gym train``'s default
-#: is post-training since 0.4): 10 fine-tuning steps before each reward, 200 before the
-#: final measure; the searches are parts of their own here, not rows of each run.
-FINETUNED = {"finetune_steps": 200, "searches": []}
-FINETUNED_ENV = {"reward_finetune_steps": 10}
+#: The settings the ratio parts run in (``--setting``): the fine-tuned one these cells
+#: were designed for (10 fine-tuning steps before each reward, 200 before the final
+#: measure), and post-training (``prune-gym train``'s default since 0.4: none). Each has
+#: the ``conditioned`` part's training range and assessment budgets, two held out. The
+#: searches are parts of their own here, not rows of each run.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "finetuned": {
+        "fields": {"finetune_steps": 200, "searches": []},
+        "env": {"reward_finetune_steps": 10},
+        "range": (0.03, 0.15),
+        "budgets": (0.02, 0.03, 0.067, 0.15, 0.2),
+    },
+    "post-training": {
+        "fields": {"finetune_steps": 0, "searches": []},
+        "env": {"reward_finetune_steps": 0},
+        "range": (0.2, 0.5),
+        "budgets": (0.15, 0.2, 0.316, 0.5, 0.6),
+    },
+}
 
 
-def finetuned_config(**fields: Any) -> RunConfig:
-    """A ratio agent's ``RunConfig`` in the fine-tuned setting (``FINETUNED``)."""
-    env_kwargs = FINETUNED_ENV | fields.pop("env_kwargs", {})
-    return RunConfig(**FINETUNED | fields, env_kwargs=env_kwargs)
+def setting_config(args: argparse.Namespace, **fields: Any) -> RunConfig:
+    """A ratio agent's ``RunConfig`` in ``args.setting`` (``SETTINGS``)."""
+    setting = SETTINGS[args.setting]
+    env_kwargs = setting["env"] | fields.pop("env_kwargs", {})
+    return RunConfig(**setting["fields"] | fields, env_kwargs=env_kwargs)
 
 
 #: a ratio part -> (the agent it trains, its GlobalRatio action).
@@ -147,7 +163,8 @@ def cell_runs(
     agent, action = AGENT_PARTS[part]
     return [
         ensure_run(
-            finetuned_config(
+            setting_config(
+                args,
                 agent=agent,
                 task=task,
                 budget=budget,
@@ -224,63 +241,75 @@ def search_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
 
 
 def conditioned_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
-    """One policy over a budget range per seed, at every budget, against per-budget CMA-ES."""
-    low, high = CONDITIONED_RANGE
-    search_steps = args.timesteps // len(CONDITIONED_BUDGETS)
+    """One policy over a budget range per seed, at every budget, against random search and
+    CMA-ES run at each budget with an equal share of the same total env steps."""
+    setting = SETTINGS[args.setting]
+    low, high = setting["range"]
+    budgets = setting["budgets"]
+    search_steps = args.timesteps // len(budgets)
     lines = [
-        "| task | params budget | held out | learned feasible | learned test | cma-es test "
-        "| best fixed (on val) | best test | p vs cma-es | p vs best | env steps (learned / "
-        "cma-es per budget) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | params budget | held out | learned feasible | learned test | random-search "
+        "test | cma-es test | best fixed (on val) | best test | p vs best fixed | p vs best "
+        "search | env steps (learned / each search per budget) | learned train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
-        cells: dict[float, dict[str, list[Any]]] = {
-            b: {"learned": [], "feasible": [], "cma": [], "best": [], "names": []}
-            for b in CONDITIONED_BUDGETS
-        }
+        keys = ("learned", "feasible", "random-search", "cma-es", "best", "names", "time")
+        cells = {budget: {key: [] for key in keys} for budget in budgets}
         for seed in range(args.seeds):
             folder = run_folder(args.out, "conditioned", f"{task}-params{low:g}-{high:g}", seed)
             if not (folder / "model.zip").exists():
-                conditioned = finetuned_config(
-                    task=task, budget={"params": [low, high]}, seed=seed, timesteps=args.timesteps
-                )
+                conditioned = setting_config(
+                    args, task=task, budget={"params": [low, high]}, seed=seed,
+                    timesteps=args.timesteps,
+                )  # fmt: skip
                 train(conditioned, folder)
             trained = RunConfig.from_file(folder / "run.json")
+            train_time = json.loads((folder / "results.json").read_text())[0]["train_time"]
             seeded_task = make_task(task, seed=seed)
-            for budget in CONDITIONED_BUDGETS:
+            for budget in budgets:
                 at_budget = copy.deepcopy(trained)
                 at_budget.budget = {"params": budget}
                 records = run_comparison(
                     at_budget, seeded_task, folder / "bench", folder / "model.zip"
                 )
                 rows = comparison_rows(at_budget, records)
-                search = ensure_run(
-                    finetuned_config(
-                        agent="cma-es",
-                        task=task,
-                        budget={"params": budget},
-                        seed=seed,
-                        timesteps=search_steps,
-                        env_kwargs={"reference": "global"},  # the policy's action exactly
-                    ),
-                    run_folder(args.out, "conditioned-cma-es", f"{task}-params{budget:g}", seed),
-                )
                 cell = cells[budget]
                 learned, best = rows[0], best_baseline(rows)
                 cell["learned"].append(learned["test_accuracy"])
                 cell["feasible"].append(learned["feasible"] == 1.0)
-                cell["cma"].append(search[0]["test_accuracy"])
                 cell["best"].append(best["test_accuracy"])
                 cell["names"].append(best["policy"])
+                cell["time"].append(train_time)
+                for search in ("random-search", "cma-es"):
+                    searched = ensure_run(
+                        setting_config(
+                            args,
+                            agent=search,
+                            task=task,
+                            budget={"params": budget},
+                            seed=seed,
+                            timesteps=search_steps,
+                            env_kwargs={"reference": "global"},  # the policy's action exactly
+                        ),
+                        run_folder(
+                            args.out, f"conditioned-{search}", f"{task}-params{budget:g}", seed
+                        ),
+                    )
+                    cell[search].append(searched[0]["test_accuracy"])
         for budget, cell in cells.items():
-            learned, cma, best = mean_cells(cell, ("learned", "cma", "best"))
+            better = max(("random-search", "cma-es"), key=lambda k: statistics.fmean(cell[k]))
+            learned, random, cma, best = mean_cells(
+                cell, ("learned", "random-search", "cma-es", "best")
+            )
             emit(
                 lines,
                 f"| {task} | {budget:g} | {'no' if low <= budget <= high else 'yes'} "
-                f"| {statistics.fmean(cell['feasible']):.0%} | {learned} | {cma} "
+                f"| {statistics.fmean(cell['feasible']):.0%} | {learned} | {random} | {cma} "
                 f"| {', '.join(sorted(set(cell['names'])))} | {best} "
-                f"| {p_text(cell['learned'], cell['cma'])} "
-                f"| {p_text(cell['learned'], cell['best'])} | {args.timesteps} / {search_steps} |",
+                f"| {p_text(cell['learned'], cell['best'])} "
+                f"| {p_text(cell['learned'], cell[better])} ({better}) "
+                f"| {args.timesteps} / {search_steps} | {statistics.fmean(cell['time']):.0f} |",
             )
     return "\n".join(lines)
 
@@ -350,7 +379,7 @@ PARTS = {
     ),
     "search": ("PPO-Lagrangian vs the searches, same env steps", DIGITS + MNIST1D, search_part),
     "conditioned": (
-        "One budget-conditioned PPO-Lagrangian policy vs per-budget CMA-ES",
+        "One budget-conditioned PPO-Lagrangian policy vs per-budget searches",
         DIGITS + MNIST1D,
         conditioned_part,
     ),
@@ -368,8 +397,15 @@ def main() -> None:
         "--timesteps", type=int, default=2048, help="env steps of PPO-Lagrangian and the searches"
     )
     parser.add_argument("--panning-timesteps", type=int, default=1000)
+    parser.add_argument(
+        "--setting",
+        choices=list(SETTINGS),
+        default="finetuned",
+        help="the ratio parts' setting (SETTINGS); runs go to --out/<setting>",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/agents"))
     args = parser.parse_args()
+    args.out = args.out / args.setting
     args.out.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
         title, tasks, build = PARTS[part]

@@ -1,20 +1,21 @@
 """How well does each candidate reward rank allocations by the accuracy they reach?
 
 For random allocations from the space an agent explores (``GlobalRatio-v0`` with
-``action="logits"``, so every one meets the budget), it computes each candidate reward on
-the env's reward samples (validation) and the accuracy each allocation reaches after the
-benchmark's fine-tuning step count (``--target-steps``, on test: only measured here, nothing
-is selected on it), then prints the Spearman rank correlation of every candidate with
-that target and its cost per episode. A reward an agent can climb must rank allocations
-the way the final accuracy does, above all among the best ones, where a search or an
-agent ends: the second table is the Spearman correlation among the ``--top-k``
-allocations the reward ranks highest, then the test accuracy of the reward's own best
-allocation, and of the best among its top-k once re-scored on validation at the final
-fidelity (multi-fidelity: the cheap reward everywhere, the expensive one on a shortlist),
-against the best test accuracy of any allocation.
+``action="logits"``, so every one meets the budget), it computes each candidate reward
+on the env's reward samples (the task's reward split) and the accuracy each allocation
+reaches after the benchmark's fine-tuning step count (``--target-steps``, on test: only
+measured here, nothing is selected on it), then prints the Spearman rank correlation of
+every candidate with that target and its cost per episode. A reward an agent can climb
+must rank allocations the way the final accuracy does, above all among the best ones,
+where a search or an agent ends: the second table is the Spearman correlation among the
+``--top-k`` allocations the reward ranks highest, then the test accuracy of the reward's
+own best allocation, and of the best among its top-k once re-scored on validation at the
+final fidelity (multi-fidelity: the cheap reward everywhere, the expensive one on a
+shortlist), against the best test accuracy of any allocation.
 
     python benchmarks/reward_fidelity.py                      # digits-cnn and digits-mlp
     python benchmarks/reward_fidelity.py --tasks digits-cnn --allocations 20
+    python benchmarks/reward_fidelity.py --tasks mnist1d-cnn --budgets params=0.3 --target-steps 0
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scipy.stats import spearmanr
 
 import prune_gym  # noqa: F401  (registers the env ids)
 from prune_gym.evaluation import assess_masks
+from prune_gym.pruning import Budget
 
 #: (structure, budget) settings where allocation matters (issue "Constrained agents").
 SETTINGS = (
@@ -110,11 +112,20 @@ def main() -> None:
     parser.add_argument("--allocations", type=int, default=40)
     parser.add_argument("--target-steps", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=15, help="the shortlist of the top table")
+    parser.add_argument(
+        "--budgets",
+        nargs="+",
+        help="budgets as bench writes them (params=0.3), instead of SETTINGS' four cells",
+    )
+    parser.add_argument("--structure", default="unstructured", help="of --budgets")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    settings = SETTINGS
+    if args.budgets:
+        settings = tuple((args.structure, Budget.parse(b).limits) for b in args.budgets)
     rows = []
     for task in args.tasks:
-        for structure, budget in SETTINGS:
+        for structure, budget in settings:
             result = measure(
                 task, structure, budget, args.allocations, args.target_steps, args.top_k
             )

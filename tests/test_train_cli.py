@@ -122,6 +122,13 @@ def test_run_config_validation_defaults_and_hyperparameters():
     with pytest.raises(ValueError, match="search"):
         RunConfig(searches=["grid"])
     assert RunConfig(env_kwargs={"reward": "accuracy"}).env_settings()["reward"] == "accuracy"
+    # minus the loss only where every action spends the budget: it would reward collapse
+    assert RunConfig().env_settings()["reward"] == "loss"
+    ratios = {"budget": {"params": 0.3}, "env_kwargs": {"action": "ratios"}}
+    assert RunConfig(**ratios).env_settings()["reward"] == "accuracy"
+    assert RunConfig(env="prune_gym/LayerRatio-v0").env_settings()["reward"] == "accuracy"
+    chosen = RunConfig(budget={"params": 0.3}, env_kwargs={"action": "ratios", "reward": "loss"})
+    assert chosen.env_settings()["reward"] == "loss"
     panning = RunConfig(agent="panning", budget={"params": 0.1})
     assert (RunConfig().finetune_steps, panning.finetune_steps) == (0, 600)
     assert "lagrange_update" not in algorithm_kwargs(RunConfig())  # PPOLagrangian's defaults

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import gymnasium as gym
 import pytest
 
 from agents.run_config import RunConfig, algorithm_kwargs
@@ -131,6 +132,9 @@ def test_run_config_validation_defaults_and_hyperparameters():
     assert chosen.env_settings()["reward"] == "loss"
     panning = RunConfig(agent="panning", budget={"params": 0.1})
     assert (RunConfig().finetune_steps, panning.finetune_steps) == (0, 600)
+    # the agent prunes in as many iterations as the claims table's fixed schedules (env's)
+    env = gym.make(panning.env, **panning.env_settings(task="digits-mlp")).unwrapped
+    assert env.iterations == gym.make(panning.env, task="digits-mlp").unwrapped.iterations == 20
     assert "lagrange_update" not in algorithm_kwargs(RunConfig())  # PPOLagrangian's defaults
     assert "cost_window" not in algorithm_kwargs(RunConfig(agent="ppo"))
 

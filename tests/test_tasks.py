@@ -25,10 +25,11 @@ def load_numbered() -> tuple[Split, Split]:
     return train, test
 
 
-def numbered_task(seed: int) -> Task:
+def numbered_task(seed: int = 0, **options: float) -> Task:
     return Task(
-        "numbered", lambda: nn.Linear(1, 5), load_numbered, TrainRecipe(), (1,), 5, seed=seed
-    )
+        "numbered", lambda: nn.Linear(1, 5), load_numbered, TrainRecipe(), (1,), 5, seed=seed,
+        **options,
+    )  # fmt: skip
 
 
 # registry ---------------------------------------------------------------------------------
@@ -159,49 +160,17 @@ def test_splits_are_disjoint_stratified_and_seeded():
 
 
 def test_fractions_are_of_the_loaded_training_data_and_must_leave_some_for_training():
-    task = Task(
-        "numbered",
-        lambda: nn.Linear(1, 5),
-        load_numbered,
-        TrainRecipe(),
-        (1,),
-        5,
-        val_fraction=0.2,
-        reward_fraction=0.3,
-    )
-    assert {name: len(split) for name, split in task.splits.items()} == {
-        "train": 250,
-        "reward": 150,
-        "val": 100,
-        "test": 10,
-    }
+    task = numbered_task(val_fraction=0.2, reward_fraction=0.3)
+    sizes = {name: len(split) for name, split in task.splits.items()}
+    assert sizes == {"train": 250, "reward": 150, "val": 100, "test": 10}
     with pytest.raises(ValueError, match=r"val_fraction=0.5 and reward_fraction=0.5 leave no"):
-        Task(
-            "numbered",
-            lambda: nn.Linear(1, 5),
-            load_numbered,
-            TrainRecipe(),
-            (1,),
-            5,
-            val_fraction=0.5,
-            reward_fraction=0.5,
-        )
+        numbered_task(val_fraction=0.5, reward_fraction=0.5)
 
 
 def test_the_reward_fraction_keys_the_task():
-    def build(fraction: float) -> Task:
-        return Task(
-            "numbered",
-            lambda: nn.Linear(1, 5),
-            load_numbered,
-            TrainRecipe(),
-            (1,),
-            5,
-            reward_fraction=fraction,
-        )
-
-    assert build(0.1).definition_key() != build(0.2).definition_key()
-    assert build(0.1).definition_key() == build(0.1).definition_key()
+    key = numbered_task(reward_fraction=0.1).definition_key()
+    assert key == numbered_task(reward_fraction=0.1).definition_key()
+    assert key != numbered_task(reward_fraction=0.2).definition_key()
 
 
 def test_builtin_digits_splits_sizes_and_sharing():

@@ -72,20 +72,21 @@ CELLS = (
 )
 PANNING_TARGETS = (0.95, 0.98, 0.99)
 #: The settings the ratio parts run in (``--setting``): the fine-tuned one these cells
-#: were designed for (10 fine-tuning steps before each reward, 200 before the final
-#: measure), and post-training (``prune-gym train``'s default since 0.4: none). Each has
+#: were designed for (minus the loss after 10 fine-tuning steps as the reward, 200 steps
+#: before the final measure), and post-training (``prune-gym train``'s default since 0.4:
+#: the accuracy with no fine-tuning, and none before the final measure). Each has
 #: the ``conditioned`` part's training range and assessment budgets, two held out. The
 #: searches are parts of their own here, not rows of each run.
 SETTINGS: dict[str, dict[str, Any]] = {
     "finetuned": {
         "fields": {"finetune_steps": 200, "searches": []},
-        "env": {"reward_finetune_steps": 10},
+        "env": {"reward": "loss", "reward_finetune_steps": 10},
         "range": (0.03, 0.15),
         "budgets": (0.02, 0.03, 0.067, 0.15, 0.2),
     },
     "post-training": {
         "fields": {"finetune_steps": 0, "searches": []},
-        "env": {"reward_finetune_steps": 0},
+        "env": {"reward": "accuracy", "reward_finetune_steps": 0},
         "range": (0.2, 0.5),
         "budgets": (0.15, 0.2, 0.316, 0.5, 0.6),
     },

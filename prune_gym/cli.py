@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="logits' reference: best (the best fixed policy on val; default), global, erk, "
         "uniform",
     )
-    train.add_argument("--reward", choices=("accuracy", "loss"), help="default loss")
+    train.add_argument("--reward", choices=("accuracy", "loss"), help="default accuracy")
     train.add_argument(
         "--reward-finetune-steps", type=int, help="fine-tuning before each reward (default 0)"
     )

@@ -85,7 +85,7 @@ def test_prune_gym_train_trains_an_agent_on_the_family(tmp_path):
         "floor": 0.1,
         "max_ratio": 1.0,
         "reward_finetune_steps": 0,
-        "reward": "loss",
+        "reward": "accuracy",
     }
     rows = json.loads((tmp_path / "results.json").read_text())
     assert {row["policy"] for row in rows} >= {"uniform", "random"}

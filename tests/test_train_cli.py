@@ -49,7 +49,7 @@ def test_run_json_records_every_env_setting_and_the_reference(trained_run):
     run = json.loads((out / "run.json").read_text())
     assert run["budget"] == {"flops": 0.5, "params": 0.6} and run["algorithm"] == "ppo-lag"
     settings = run["env_kwargs"]
-    assert settings["action"] == "logits" and settings["reward"] == "loss"
+    assert settings["action"] == "logits" and settings["reward"] == "accuracy"
     assert settings["reward_finetune_steps"] == 0  # post-training by default
     reference = json.loads((out / "results.json").read_text())[0]["reference"]
     rows = json.loads((out / "results.json").read_text())
@@ -123,13 +123,10 @@ def test_run_config_validation_defaults_and_hyperparameters():
     with pytest.raises(ValueError, match="search"):
         RunConfig(searches=["grid"])
     assert RunConfig(env_kwargs={"reward": "accuracy"}).env_settings()["reward"] == "accuracy"
-    # minus the loss only where every action spends the budget: it would reward collapse
-    assert RunConfig().env_settings()["reward"] == "loss"
-    ratios = {"budget": {"params": 0.3}, "env_kwargs": {"action": "ratios"}}
-    assert RunConfig(**ratios).env_settings()["reward"] == "accuracy"
+    # post-training, the accuracy ranks allocations best (and minus the loss rewards collapse)
+    assert RunConfig().env_settings()["reward"] == "accuracy"
     assert RunConfig(env="prune_gym/LayerRatio-v0").env_settings()["reward"] == "accuracy"
-    chosen = RunConfig(budget={"params": 0.3}, env_kwargs={"action": "ratios", "reward": "loss"})
-    assert chosen.env_settings()["reward"] == "loss"
+    assert RunConfig(env_kwargs={"reward": "loss"}).env_settings()["reward"] == "loss"
     panning = RunConfig(agent="panning", budget={"params": 0.1})
     assert (RunConfig().finetune_steps, panning.finetune_steps) == (0, 600)
     # the agent prunes in as many iterations as the claims table's fixed schedules (env's)

@@ -14,6 +14,7 @@ bench folder. SB3 zips are pickle: load only trusted files.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -246,11 +247,14 @@ def run_searches(config: RunConfig, out: Path) -> list[dict[str, Any]]:
     records = []
     for search in config.searches:
         for budget in config.evaluation_budgets:
-            searching = copy.deepcopy(config)  # the reference as resolved for the agent
-            searching.agent, searching.searches = search, []
-            searching.budget = dict(budget.limits)
-            searching.timesteps, searching.eval_freq = config.search_timesteps, None
-            searching.__post_init__()
+            searching = dataclasses.replace(  # env_kwargs: the reference the agent acted by
+                config,
+                agent=search,
+                searches=[],
+                budget=dict(budget.limits),
+                timesteps=config.search_timesteps,
+                eval_freq=None,
+            )
             folder = out / SEARCH_FOLDER / f"{search}-{budget.label}"
             _, found = train_and_compare(searching, folder)
             records += [

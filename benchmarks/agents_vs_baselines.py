@@ -28,12 +28,16 @@ finished before are read back, not repeated.
   same action (logits around ``global``) run at each budget with an equal share of the
   same total env steps, and the best fixed policy at each budget.
 
+- ``two-resource``: PPO-Lagrangian against PPO with no price on violations, both acting
+  plain ratios (no rescaling) under params 0.3 and flops 0.4 on mnist1d-cnn: is the raw
+  deterministic policy feasible, and are the multipliers above 0 at the end?
+
 ``--setting finetuned`` (default) or ``post-training`` (no fine-tuning in the reward or
 before the final measure) applies to every ratio part; runs go to ``--out/<setting>``.
 - ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
   iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
   0.99, every mask trained 600 steps from the initialisation with the task's recipe
-  (digits tasks).
+  (digits and MNIST-1D tasks), with the paired p against the best fixed policy.
 
 Per cell: feasibility of the learned policy over seeds, its test accuracy next to the best
 fixed policy's (chosen on val in every seed), the gap and its two-sided paired t-test over
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import json
 import statistics
 from collections.abc import Iterable
@@ -322,8 +327,9 @@ def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
     lines = [
         "| task | target | "
         + " | ".join(policies)
-        + " | best fixed (on val) | goal met | env steps | kept step (per seed) | train time (s) |",
-        "|---|---|" + "---|" * (len(policies) + 5),
+        + " | best fixed (on val) | paired p | goal met | env steps | kept step (per seed) "
+        "| train time (s) |",
+        "|---|---|" + "---|" * (len(policies) + 6),
     ]
     for task in tasks:
         for target in PANNING_TARGETS:
@@ -349,8 +355,79 @@ def panning_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
                 lines,
                 f"| {task} | {target} | "
                 + " | ".join(cells)
-                + f" | {', '.join(cell['best_names'])} | {goal(cell, task)} "
-                f"| {cell['timesteps']} | {cell['kept']} | {cell['train_time']:.0f} |",
+                + f" | {', '.join(cell['best_names'])} | {p_text(cell['learned'], cell['best'])} "
+                f"| {goal(cell, task)} | {cell['timesteps']} | {cell['kept']} "
+                f"| {cell['train_time']:.0f} |",
+            )
+    return "\n".join(lines)
+
+
+#: the two-resource part: plain ratio actions (no rescaling) under two limits, where only
+#: the multipliers keep the raw deterministic policy within the budget.
+TWO_RESOURCES = {"params": 0.3, "flops": 0.4}
+TWO_RESOURCE_TIMESTEPS = 4096
+
+
+def final_multipliers(folder: Path) -> dict[str, float]:
+    """The Lagrange multipliers a run logged last (``train/lambda_<resource>``), if any."""
+    with (folder / "progress.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        key.removeprefix("train/lambda_"): float(value)
+        for row in rows
+        for key, value in row.items()
+        if key.startswith("train/lambda_") and value
+    }
+
+
+def two_resource_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
+    """PPO-Lagrangian against PPO with no price on violations (``lam`` 0), both acting plain
+    ratios under ``TWO_RESOURCES``: is the raw deterministic policy feasible, and what are
+    the multipliers at the end?"""
+    lines = [
+        "| task | agent | raw policy feasible | final multipliers (per seed) | learned test "
+        "| best fixed (on val) | best test | paired p | env steps |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        for agent, lam in (("ppo-lag", 1.0), ("ppo", 0.0)):
+            folders = [
+                run_folder(args.out, "two-resource", f"{task}-{agent}", seed)
+                for seed in range(args.seeds)
+            ]
+            runs = [
+                ensure_run(
+                    setting_config(
+                        args,
+                        agent=agent,
+                        lam=lam,
+                        task=task,
+                        budget=TWO_RESOURCES,
+                        seed=seed,
+                        timesteps=TWO_RESOURCE_TIMESTEPS,
+                        env_kwargs={"action": "ratios"},
+                    ),
+                    folder,
+                )
+                for seed, folder in enumerate(folders)
+            ]
+            name = f"learned ({agent})"  # not the run's row behind BudgetProjection
+            learned = [next(r for r in rows if r["policy"] == name) for rows in runs]
+            best = [best_baseline(rows) for rows in runs]
+            multipliers = [final_multipliers(folder) for folder in folders]
+            shown = "; ".join(
+                ", ".join(f"{k} {v:.2f}" for k, v in m.items()) or "none" for m in multipliers
+            )
+            tests = [r["test_accuracy"] for r in learned]
+            best_tests = [b["test_accuracy"] for b in best]
+            emit(
+                lines,
+                f"| {task} | {agent} (lam {lam:g}) "
+                f"| {sum(r['feasible'] == 1.0 for r in learned)}/{len(learned)} | {shown} "
+                f"| {mean_std_cell(mean_std(tests), 3)} "
+                f"| {', '.join(sorted({b['policy'] for b in best}))} "
+                f"| {mean_std_cell(mean_std(best_tests), 3)} | {p_text(tests, best_tests)} "
+                f"| {TWO_RESOURCE_TIMESTEPS} |",
             )
     return "\n".join(lines)
 
@@ -384,7 +461,12 @@ PARTS = {
         DIGITS + MNIST1D,
         conditioned_part,
     ),
-    "panning": ("Panning agent vs pruning-at-init baselines", DIGITS, panning_part),
+    "two-resource": (
+        "PPO-Lagrangian vs unpriced PPO, plain ratios under params and flops limits",
+        ("mnist1d-cnn",),
+        two_resource_part,
+    ),
+    "panning": ("Panning agent vs pruning-at-init baselines", DIGITS + MNIST1D, panning_part),
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from agents.run_config import RunConfig, algorithm_kwargs
 from prune_gym.bench import RecordStore
 from prune_gym.cli import main
+from prune_gym.tasks import make as make_task
 
 BUDGET = ["--budget", "flops=0.5", "--budget", "params=0.6"]
 
@@ -221,3 +222,18 @@ def test_a_budget_range_refuses_the_best_reference_and_the_panning_agent():
         RunConfig(agent="panning", budget={"params": [0.05, 0.2]})
     with pytest.raises(ValueError, match="low must not exceed high"):
         RunConfig(budget={"params": [0.2, 0.05]})
+
+
+def test_the_seed_sets_the_task_the_agent_and_every_policy_are_assessed_on(tmp_path):
+    dense = {}
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        args = ["train", "--task", "digits-mlp", "--budget", "params=0.3", "--timesteps", "16"]
+        assert main([*args, "--searches", "none", "--seed", str(seed), "--out", str(out)]) == 0
+        task = make_task("digits-mlp", seed=seed)  # its own weights, split and rewards
+        expected = task.evaluate(task.pretrained_model(), "test")["accuracy"]
+        records = RecordStore(out / "bench").read()
+        assert {record["dense_accuracy"] for record in records} == {expected}
+        assert {record["seed"] for record in records} == {seed}
+        dense[seed] = expected
+    assert dense[0] != dense[1]

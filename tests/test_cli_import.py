@@ -66,8 +66,8 @@ def test_train_accepts_a_user_registered_id_for_a_prune_gym_env(lab):
     assert main([*args, "--finetune-steps", "0", "--out", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["env"] == "my_lab/SensorGlobal-v0"
-    # the id's family (GlobalRatio-v0) supplies the defaults: density logits, loss reward
-    assert run["env_kwargs"]["action"] == "logits" and run["env_kwargs"]["reward"] == "loss"
+    # the id's family (GlobalRatio-v0) supplies the defaults: density logits, accuracy reward
+    assert run["env_kwargs"]["action"] == "logits" and run["env_kwargs"]["reward"] == "accuracy"
     learned = json.loads((out / "results.json").read_text())[0]
     assert learned["params_ratio"] <= 0.5 and learned["feasible"] == 1.0
 

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import statistics
 from collections.abc import Iterable
@@ -63,6 +62,7 @@ import torch
 from agents.comparison import best_baseline, comparison_rows, run_comparison
 from agents.jobs import train
 from agents.run_config import RunConfig
+from prune_gym.bench.plots import read_progress
 from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, paired_p_value
 from prune_gym.tasks import make as make_task
 
@@ -370,13 +370,11 @@ TWO_RESOURCE_TIMESTEPS = 4096
 
 def final_multipliers(folder: Path) -> dict[str, float]:
     """The Lagrange multipliers a run logged last (``train/lambda_<resource>``), if any."""
-    with (folder / "progress.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
+    columns = read_progress(folder / "progress.csv")
     return {
-        key.removeprefix("train/lambda_"): float(value)
-        for row in rows
-        for key, value in row.items()
-        if key.startswith("train/lambda_") and value
+        key.removeprefix("train/lambda_"): values[-1][1]
+        for key, values in columns.items()
+        if key.startswith("train/lambda_")
     }
 
 

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from prune_gym.checks import did_you_mean
 from prune_gym.envs import ENV_IDS
 from prune_gym.executors import EXECUTORS, Executor, MissingExtra, make_executor
 from prune_gym.plugins import import_modules
@@ -182,19 +181,8 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def _searches(text: str) -> list[str]:
-    """``"random-search,cma-es"`` -> those names; ``"none"`` -> ``[]``."""
-    from agents.run_config import SEARCH_AGENTS
-
-    if text.strip() == "none":
-        return []
-    names = _items(text, "random-search, cma-es or none")
-    for name in names:
-        if name not in SEARCH_AGENTS:
-            raise argparse.ArgumentTypeError(
-                f"{name!r} is not a search; give {', '.join(SEARCH_AGENTS)} or none"
-                + did_you_mean(name, list(SEARCH_AGENTS))
-            )
-    return names
+    """``"random-search,cma-es"`` -> those names, which RunConfig checks; ``"none"`` -> ``[]``."""
+    return [] if text.strip() == "none" else _items(text, "random-search, cma-es or none")
 
 
 def _items(text: str, example: str) -> list[str]:

@@ -75,6 +75,7 @@ def comparison_spec(
         device=settings.pop("device", "cpu"),
         env_kwargs=settings,
         policies=() if policy is None else (str(policy),),
+        policy_algorithm=config.algorithm,  # a policy with no run.json beside its zip
         projection=projection,
     )
 

@@ -34,6 +34,11 @@ finished before are read back, not repeated.
 
 ``--setting finetuned`` (default) or ``post-training`` (no fine-tuning in the reward or
 before the final measure) applies to every ratio part; runs go to ``--out/<setting>``.
+- ``transfer``: a PPO-Lagrangian policy on LayerRatio-v0 (per-layer observations)
+  trained on two tasks with ``MultiTaskEnv`` behind ``BudgetProjection`` (as AMC trains)
+  and acting on a third it never saw, at params 0.3, against a policy trained alike on
+  that task with the same env steps and the best fixed policy there. The raw feasible
+  column is the policy without the projection; test accuracy is with it.
 - ``panning``: the Panning agent (TD3, reward the accuracy after 100 training steps) vs
   iterative SNIP / GraSP / SynFlow and the hand-set schedule at targets 0.95 / 0.98 /
   0.99, every mask trained 600 steps from the initialisation with the task's recipe
@@ -57,14 +62,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.comparison import best_baseline, comparison_rows, run_comparison
 from agents.jobs import train
-from agents.run_config import RunConfig
+from agents.ppo_lagrangian import PPOLagrangian
+from agents.run_config import RunConfig, algorithm_kwargs
 from prune_gym.bench.plots import read_progress
 from prune_gym.bench.report import at_chance, mean_std, mean_std_cell, paired_p_value
+from prune_gym.envs import MultiTaskEnv
 from prune_gym.tasks import make as make_task
+from prune_gym.wrappers import BudgetProjection, CostMonitor
 
 DIGITS = ("digits-cnn", "digits-mlp")
 MNIST1D = ("mnist1d-cnn", "mnist1d-mlp")
@@ -430,6 +441,105 @@ def two_resource_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+#: the transfer part (the stretch of issue 21): held-out task -> the two tasks on which its
+#: LayerRatio policy trains; the held-out one has a conv net where one training task has
+#: conv layers, the other only linear ones.
+TRANSFER_FOLDS = {
+    "mnist1d-cnn": ("digits-cnn", "mnist1d-mlp"),
+    "mnist1d-mlp": ("digits-mlp", "mnist1d-cnn"),
+}
+TRANSFER_BUDGET = {"params": 0.3}
+TRANSFER_TIMESTEPS = 16384
+
+
+def layer_ratio_config(args: argparse.Namespace, task: str, seed: int) -> RunConfig:
+    """PPO-Lagrangian on LayerRatio-v0 (per-layer observations) at ``TRANSFER_BUDGET``."""
+    return setting_config(
+        args,
+        env="prune_gym/LayerRatio-v0",
+        task=task,
+        budget=TRANSFER_BUDGET,
+        seed=seed,
+        timesteps=TRANSFER_TIMESTEPS,
+    )
+
+
+def train_on_tasks(config: RunConfig, tasks: tuple[str, ...], path: Path) -> None:
+    """Train ``config``'s agent on a ``MultiTaskEnv`` over ``tasks`` (each at
+    ``config.seed``) and save it to ``path``.
+
+    As AMC trains its agent, the agent acts behind the ``BudgetProjection`` it is assessed
+    with, so it learns how to share what the projection leaves to each layer. The final
+    policy is kept: no checkpoint is chosen, since a held-out task's val is not the
+    agent's to see (nor, to compare alike, is the training task's).
+    """
+    envs = [
+        CostMonitor(Monitor(BudgetProjection(gym.make(config.env, **config.env_settings(task=t)))))
+        for t in (make_task(name, seed=config.seed) for name in tasks)
+    ]
+    model = PPOLagrangian(
+        "MlpPolicy",
+        DummyVecEnv([lambda: MultiTaskEnv(envs)]),
+        seed=config.seed,
+        device="cpu",
+        **algorithm_kwargs(config),
+    )
+    model.learn(total_timesteps=config.timesteps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+
+
+def transfer_rows(config: RunConfig, tasks: tuple[str, ...], folder: Path) -> list[dict[str, Any]]:
+    """The comparison on ``config.task`` of a policy trained on ``tasks`` alone (trained in
+    ``folder`` unless it was before) with every fixed policy there."""
+    model = folder / "model.zip"
+    if not model.exists():
+        train_on_tasks(config, tasks, model)
+    task = make_task(config.task, seed=config.seed)
+    records = run_comparison(config, task, folder / "bench", model, projection=True)
+    return comparison_rows(config, records)
+
+
+def transfer_part(args: argparse.Namespace, tasks: tuple[str, ...]) -> str:
+    """A LayerRatio policy trained on two tasks and acting on a third it never saw, against
+    one trained alike (same env steps, final policy) on that task and the best fixed
+    policy there."""
+    lines = [
+        "| held-out task | trained on | transfer raw feasible | transfer test | in-task test "
+        "| best fixed (on val) | best test | p transfer vs best fixed | p transfer vs in-task "
+        "| env steps each |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    projected = "learned (ppo-lag) + projection"
+    for held_out in tasks:
+        sources = TRANSFER_FOLDS[held_out]
+        transfer, in_task, best = [], [], []
+        for seed in range(args.seeds):
+            config = layer_ratio_config(args, held_out, seed)
+            label = f"{held_out}-from-{'+'.join(sources)}"
+            rows = transfer_rows(config, sources, run_folder(args.out, "transfer", label, seed))
+            transfer.append({row["policy"]: row for row in rows})
+            folder = run_folder(args.out, "transfer", f"{held_out}-in-task", seed)
+            own = transfer_rows(config, (held_out,), folder)
+            in_task.append(next(row for row in own if row["policy"] == projected))
+            best.append(best_baseline(own))
+        tests = {
+            "transfer": [rows[projected]["test_accuracy"] for rows in transfer],
+            "in-task": [row["test_accuracy"] for row in in_task],
+            "best": [row["test_accuracy"] for row in best],
+        }
+        feasible = sum(rows["learned (ppo-lag)"]["feasible"] == 1.0 for rows in transfer)
+        emit(
+            lines,
+            f"| {held_out} | {', '.join(sources)} | {feasible}/{args.seeds} "
+            f"| {' | '.join(mean_cells(tests, ('transfer', 'in-task')))} "
+            f"| {', '.join(sorted({row['policy'] for row in best}))} "
+            f"| {mean_cells(tests, ('best',))[0]} | {p_text(tests['transfer'], tests['best'])} "
+            f"| {p_text(tests['transfer'], tests['in-task'])} | {TRANSFER_TIMESTEPS} |",
+        )
+    return "\n".join(lines)
+
+
 #: part name -> (section title, default tasks, table builder); each part's table is kept
 #: in ``--out/<part>.md``, and ``agents_vs_baselines.md`` joins every part run so far.
 PARTS = {
@@ -465,6 +575,11 @@ PARTS = {
         two_resource_part,
     ),
     "panning": ("Panning agent vs pruning-at-init baselines", DIGITS + MNIST1D, panning_part),
+    "transfer": (
+        "A LayerRatio policy on a task it never saw (trained on two others)",
+        tuple(TRANSFER_FOLDS),
+        transfer_part,
+    ),
 }
 
 

@@ -39,8 +39,9 @@ class BudgetProjection(gym.ActionWrapper):
 class CostMonitor(gym.Wrapper):
     """Sum each resource's per-step cost over the episode into ``info["episode"]``.
 
-    Adds ``cost`` (all resources) and ``cost_<resource>`` next to SB3 ``Monitor``'s r/l/t;
-    wrap it around the Monitor (``CostMonitor(Monitor(env))``) or use it alone.
+    Adds ``cost`` (all resources) and ``cost_<resource>`` next to SB3 ``Monitor``'s r/l/t:
+    wrap it around the Monitor (``CostMonitor(Monitor(env))``) for an SB3 agent, which
+    reads ``r`` and ``l`` from the same dict; alone, it gives the costs only.
     """
 
     def __init__(self, env: gym.Env) -> None:

@@ -12,6 +12,7 @@ from prune_gym.envs.base import PruningEnv
 from prune_gym.envs.global_ratio import GlobalRatioEnv, GlobalRatioSettings
 from prune_gym.envs.layer_ratio import LayerRatioEnv
 from prune_gym.envs.metric_mix import MetricMixEnv, MetricMixSettings
+from prune_gym.envs.multi_task import MultiTaskEnv
 from prune_gym.envs.panning import PanningEnv, PanningSettings
 from prune_gym.envs.settings import PruningSettings, doc
 
@@ -100,6 +101,7 @@ __all__ = [
     "LayerRatioEnv",
     "MetricMixEnv",
     "MetricMixSettings",
+    "MultiTaskEnv",
     "PanningEnv",
     "PanningSettings",
     "PruningEnv",

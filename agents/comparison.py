@@ -204,6 +204,8 @@ def comparison_rows(
         row["budget"] = budget
         row["episodes"] = stats["runs"]
         row |= {key: stats[key][0] for key in SUMMARY_FIELDS}
+        if stats["test_perplexity"] is not None:  # a language model
+            row["test_perplexity"] = stats["test_perplexity"][0]
         row |= {"feasible": stats["feasible"], "best_on_val": name == best[budget]}
         row["ratios"] = min(mine, key=lambda record: record["seed"])["ratios"]
         row["finetune_steps"] = config.finetune_steps
@@ -248,6 +250,8 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
     a budget column when the rows span several budgets (a budget range)."""
     budgets = list(dict.fromkeys(row["budget"] for row in rows))
     several = len(budgets) > 1
+    perplexity = all("test_perplexity" in row for row in rows)
+    columns = (*COLUMNS[:3], "test ppl.", *COLUMNS[3:]) if perplexity else COLUMNS
     bests = {row["budget"]: row["policy"] for row in rows if row.get("best_on_val")}
     chosen = ", ".join(bests.get(b, "none") + (f" at {b}" if several else "") for b in budgets)
     lines = [
@@ -260,15 +264,16 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
         "learned policy is the training checkpoint best on val (the untrained one "
         "included); test accuracy is only reported.",
         "",
-        ("| budget " if several else "") + f"| {' | '.join(COLUMNS)} |",
-        ("|---" if several else "") + "|---" * len(COLUMNS) + "|",
+        ("| budget " if several else "") + f"| {' | '.join(columns)} |",
+        ("|---" if several else "") + "|---" * len(columns) + "|",
     ]
     for row in rows:
         mark = " (*)" if row.get("best_on_val") else ""
+        ppl = f"| {row['test_perplexity']:.3f} " if perplexity else ""
         lines.append(
             (f"| {row['budget']} " if several else "")
             + f"| {row['policy']}{mark} | {row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} "
-            f"| {row['macs_ratio']:.4f} | {row['params_ratio']:.4f} | {row['feasible']:.0%} "
+            f"{ppl}| {row['macs_ratio']:.4f} | {row['params_ratio']:.4f} | {row['feasible']:.0%} "
             f"| {row['timesteps']} |"
         )
     return "\n".join(lines) + "\n"

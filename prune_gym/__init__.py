@@ -12,7 +12,7 @@ the versions their records were made with.
 """
 
 # before the imports below: modules they load read it (``prune_gym.tasks.task``)
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 import gymnasium as gym
 

@@ -170,10 +170,16 @@ def test_digits_splits_fixed_stratified_and_scaled():
 def test_split_validates_dtypes_and_lengths():
     with pytest.raises(TypeError, match="float32"):
         Split(torch.zeros(3, 2, dtype=torch.float64), torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match="one target per input"):
+    with pytest.raises(ValueError, match=r"one target \(or target sequence\) per input"):
         Split(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="per input, got inputs"):
+        Split(torch.zeros(3, 2), torch.zeros(3, 2, 2, dtype=torch.long))
     inputs, targets = Split(torch.zeros(3, 2), torch.arange(3))
     assert inputs.shape == (3, 2) and targets.tolist() == [0, 1, 2]
+    # a language model's windows: token ids in, the next token at every position out
+    tokens = torch.arange(12).view(3, 4)
+    sequences = Split(tokens, tokens + 1)
+    assert torch.equal(sequences.batch(torch.tensor([2])), tokens[2:])
 
 
 def test_teacher_splits_reproducible_balanced_and_margin_filtered():

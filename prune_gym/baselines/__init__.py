@@ -7,6 +7,7 @@ policies are evaluated alike (``prune_gym.evaluation.assess_policy``).
 from prune_gym.baselines.policies import (
     ALL_POLICIES,
     FixedPolicy,
+    is_supported,
     make_policy,
     policy_env_settings,
     supported_policies,
@@ -15,6 +16,7 @@ from prune_gym.baselines.policies import (
 __all__ = [
     "ALL_POLICIES",
     "FixedPolicy",
+    "is_supported",
     "make_policy",
     "policy_env_settings",
     "supported_policies",

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from prune_gym.envs import PruningEnv
-from prune_gym.envs.allocations import erk_ratios, global_ratios, uniform_ratios
+from prune_gym.envs.allocations import erk_ratios, global_ratios, owl_ratios, uniform_ratios
 from prune_gym.envs.metric_mix import one_hot
 from prune_gym.envs.policy_names import (
     GLOBAL_METRIC,
@@ -41,6 +41,20 @@ PANNING_STAGES = (
 #: settings a fixed policy needs its env made with: ``random-weights`` needs the env to
 #: rank the weights inside each layer by random scores too.
 POLICY_ENV_SETTINGS: dict[str, dict[str, str]] = {RANDOM_WEIGHTS: {"rank_by": "random"}}
+#: ``<policy>@<metric>``: the policy acting on an env that ranks the weights inside each
+#: layer by ``metric`` (``uniform@magnitude``: one threshold per weight matrix by
+#: magnitude, the LM papers' magnitude baseline, beside ``uniform`` on a Wanda env).
+RANKED_BY = "@"
+
+
+def split_policy_name(name: str) -> tuple[str, str | None]:
+    """``(policy, metric)`` of ``<policy>@<metric>``; ``(name, None)`` without ``@``."""
+    policy, separator, metric = name.partition(RANKED_BY)
+    if separator and (not policy or not metric):
+        raise ValueError(
+            f"policy {name!r}: expected <policy>{RANKED_BY}<metric>, e.g. uniform@wanda"
+        )
+    return policy, metric if separator else None
 
 
 class FixedPolicy:
@@ -160,22 +174,38 @@ class PanningHandsetPolicy(FixedPolicy):
         return env.mix_action([by_metric[m] for m in env.metrics])
 
 
-def _ratio_policy(env: PruningEnv, name: str, seed: int) -> FixedPolicy:
-    """A ratio-allocating method, acted through the env's ``allocation_action``."""
-    if name in GLOBAL_METRIC:
-        metric = GLOBAL_METRIC[name]
+def _ratio_policy(env: PruningEnv, name: str, method: str, seed: int) -> FixedPolicy:
+    """A ratio-allocating ``method``, acted through the env's ``allocation_action``."""
+    if method in GLOBAL_METRIC:
+        metric = GLOBAL_METRIC[method]
         allocate, mix_metric = partial(global_ratios, metric=metric), metric
-    elif name == "erk":
+    elif method == "erk":
         allocate, mix_metric = erk_ratios, "magnitude"
+    elif method == "owl":
+        allocate, mix_metric = owl_ratios, "wanda"
     else:
         allocate = uniform_ratios
-        mix_metric = "magnitude" if name == "layer-magnitude" else None
+        mix_metric = "magnitude" if method == "layer-magnitude" else None
     return RatioPolicy(env, name, allocate, mix_metric, seed)
 
 
 def policy_env_settings(name: str) -> dict[str, str]:
     """Env settings policy ``name`` needs (merge them into the env's before making it)."""
-    return dict(POLICY_ENV_SETTINGS.get(name, {}))
+    policy, metric = split_policy_name(name)
+    settings = dict(POLICY_ENV_SETTINGS.get(policy, {}))
+    if metric is not None:
+        if "rank_by" in settings:
+            raise ValueError(
+                f"policy {name!r}: {policy!r} ranks by {settings['rank_by']!r} and takes no "
+                f"{RANKED_BY}<metric>"
+            )
+        settings["rank_by"] = metric
+    return settings
+
+
+def is_supported(name: str, env: gym.Env) -> bool:
+    """Whether ``make_policy(name, env)`` knows ``name`` (``<policy>[@<metric>]``)."""
+    return split_policy_name(name)[0] in supported_policies(env)
 
 
 def supported_policies(env: gym.Env) -> tuple[str, ...]:
@@ -191,12 +221,17 @@ def supported_policies(env: gym.Env) -> tuple[str, ...]:
 
 
 def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
-    """The classical method ``name`` as a fixed policy on ``env`` (meets its budget)."""
+    """The classical method ``name`` as a fixed policy on ``env`` (meets its budget).
+
+    ``<policy>@<metric>`` is ``policy`` on an env that ranks by ``metric`` (made with
+    ``policy_env_settings(name)``).
+    """
     supported = supported_policies(env)
-    if name not in supported:
+    method, _ = split_policy_name(name)
+    if method not in supported:
         raise ValueError(
             f"policy {name!r} is not available for {type(env.unwrapped).__name__}; "
-            f"choose one of {supported}"
+            f"choose one of {supported}, each optionally as <policy>{RANKED_BY}<metric>"
         )
     base: PruningEnv = env.unwrapped
     needed = policy_env_settings(name)
@@ -205,17 +240,18 @@ def make_policy(name: str, env: gym.Env, seed: int = 0) -> FixedPolicy:
             f"policy {name!r} needs an env made with {needed} (see policy_env_settings); "
             f"this one ranks weights by {base.settings.rank_by!r}"
         )
-    if name == RANDOM:
+    if method == RANDOM:
         return RandomPolicy(env, seed)
-    if name == RANDOM_WEIGHTS:
+    if method == RANDOM_WEIGHTS:
         return RatioPolicy(env, name, partial(global_ratios, metric="random"), None, seed)
-    if name == "panning-handset":
+    if method == "panning-handset":
         return PanningHandsetPolicy(env, seed)
-    if name.startswith("iterative-"):
-        return MixPolicy(env, name, one_hot(base.metrics, name.removeprefix("iterative-")), seed)
-    if name in GLOBAL_METRIC and not base.acts_by_ratios:  # one threshold: the metric's mix
-        return MixPolicy(env, name, one_hot(base.metrics, GLOBAL_METRIC[name]), seed)
-    return _ratio_policy(base, name, seed)
+    if method.startswith("iterative-"):
+        mix = one_hot(base.metrics, method.removeprefix("iterative-"))
+        return MixPolicy(env, name, mix, seed)
+    if method in GLOBAL_METRIC and not base.acts_by_ratios:  # one threshold: the metric's mix
+        return MixPolicy(env, name, one_hot(base.metrics, GLOBAL_METRIC[method]), seed)
+    return _ratio_policy(base, name, method, seed)
 
 
 #: every policy name, for listings.

@@ -8,6 +8,7 @@ to the budget's parameter sparsity; a trained SB3 policy is evaluated like a fix
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from typing import Any
@@ -35,7 +36,7 @@ class BenchmarkRunner:
         self.spec = spec
         self._tasks: dict[tuple[str, int], Task] = {}
         self._definitions: dict[tuple[str, int], str] = {}
-        self._dense: dict[tuple[str, int], float] = {}
+        self._dense: dict[tuple[str, int], dict[str, float]] = {}
         self._layers: dict[str, dict[str, str]] = {}
 
     def task(self, name: str, seed: int) -> Task:
@@ -44,11 +45,11 @@ class BenchmarkRunner:
             self._tasks[name, seed] = make(name, seed=seed)
         return self._tasks[name, seed]
 
-    def dense_accuracy(self, name: str, seed: int) -> float:
-        """Test accuracy of the task's dense pretrained model."""
+    def dense_test(self, name: str, seed: int) -> dict[str, float]:
+        """Test ``accuracy`` and ``loss`` of the task's dense pretrained model."""
         if (name, seed) not in self._dense:
             task = self.task(name, seed)
-            self._dense[name, seed] = task.evaluate(task.pretrained_model(), "test")["accuracy"]
+            self._dense[name, seed] = task.evaluate(task.pretrained_model(), "test")
         return self._dense[name, seed]
 
     def layer_descriptions(self, name: str, seed: int) -> dict[str, str]:
@@ -76,7 +77,7 @@ class BenchmarkRunner:
         """The result fields of one run (raises if the run fails)."""
         start = time.perf_counter()
         task = self.task(run.task, run.seed)
-        dense_accuracy = self.dense_accuracy(run.task, run.seed)
+        dense = self.dense_test(run.task, run.seed)
         budget = Budget.parse(run.budget)
         if run.kind == "training":
             record, masks = self._training(run, task, budget)
@@ -92,7 +93,7 @@ class BenchmarkRunner:
             "val_samples": len(splits["val"]),
             "test_samples": len(splits["test"]),
             "layers": self.layer_descriptions(run.task, run.seed),
-            "dense_accuracy": dense_accuracy,
+            "dense_accuracy": dense["accuracy"],
             "speedup": 1.0 / record["macs_ratio"] if record["macs_ratio"] > 0 else float("inf"),
             "mask_overlap": mask_overlap(task, masks),
             "support_recovery": planted_support_recovery(task, masks),
@@ -100,6 +101,9 @@ class BenchmarkRunner:
             "error": "",
             "wall_time": time.perf_counter() - start,
         }
+        if task.reports_perplexity and "test_loss" in record:
+            record["test_perplexity"] = math.exp(record["test_loss"])
+            record["dense_perplexity"] = math.exp(dense["loss"])
         return record
 
     def _episode(self, run: Run, task: Task, budget: Budget) -> tuple[dict[str, Any], MaskSet]:

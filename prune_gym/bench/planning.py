@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 
 from prune_gym.algorithms import SavedRun
-from prune_gym.baselines import policy_env_settings, supported_policies
+from prune_gym.baselines import is_supported, policy_env_settings, supported_policies
 from prune_gym.baselines.methods import available_methods, method_steps
 from prune_gym.bench.spec import MATCHED, BenchSpec
 from prune_gym.checks import did_you_mean
@@ -140,7 +140,7 @@ def plan(spec: BenchSpec) -> list[Run]:
     for name in spec.methods:
         if name == "all":
             methods += [(m, "one-shot") for m in one_shot] + [(m, "training") for m in training]
-        elif name in one_shot:
+        elif is_supported(name, probe):
             methods.append((name, "one-shot"))
         elif name in training:
             methods.append((name, "training"))

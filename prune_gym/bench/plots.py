@@ -121,7 +121,9 @@ def accuracy_vs_compression(
 
     Compression is dense / kept prunable weights; one tick per budget, at the median
     compression measured there; the dashed grey line is the dense model's test accuracy.
-    The figure is tall enough for the shared legend (one entry per method).
+    A task whose rows give the test perplexity (a language model) is drawn by it
+    instead, on a log axis. The figure is tall enough for the shared legend (one entry
+    per method).
     """
     tasks = list(dict.fromkeys(t for t, _, _ in summary))
     kinds = {m: row["kind"] for (_, _, m), row in summary.items()}
@@ -131,6 +133,9 @@ def accuracy_vs_compression(
     figure, axes = _figure(len(tasks), 1, 9.5, height)
     for ax, task in zip(axes, tasks, strict=True):
         cells = {(b, m): row for (t, b, m), row in summary.items() if t == task}
+        perplexity = all(row["test_perplexity"] is not None for row in cells.values())
+        measure = "test_perplexity" if perplexity else "test_accuracy"
+        dense_measure = "dense_perplexity" if perplexity else "dense_accuracy"
         by_budget: dict[str, list[float]] = {}
         for (budget, _), row in cells.items():
             by_budget.setdefault(budget, []).append(1.0 / row["params_ratio"][0])
@@ -145,22 +150,24 @@ def accuracy_vs_compression(
             x = [1.0 / row["params_ratio"][0] for row in rows]
             ax.errorbar(
                 x,
-                [row["test_accuracy"][0] for row in rows],
-                yerr=[row["test_accuracy"][1] for row in rows],
+                [row[measure][0] for row in rows],
+                yerr=[row[measure][1] for row in rows],
                 capsize=2,
                 markersize=5,
                 linewidth=1.3,
                 label=method,
                 **styles[method],
             )
-        dense = next(iter(cells.values()))["dense_accuracy"][0]
+        dense = next(iter(cells.values()))[dense_measure][0]
         ax.axhline(dense, color="0.45", linestyle=(0, (6, 3)), linewidth=1.2, label="dense")
         ax.set_xscale("log")
+        if perplexity:
+            ax.set_yscale("log")
         ticks = sorted(statistics.median(values) for values in by_budget.values())
         ax.set_xticks(ticks, [f"{value:.3g}×" for value in ticks])
         ax.minorticks_off()
         ax.set_xlabel("compression (dense / kept prunable weights)")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test perplexity" if perplexity else "test accuracy")
         ax.set_title(task, fontsize=10)
         ax.grid(alpha=0.3)
     _shared_legend(

@@ -32,6 +32,8 @@ COLUMNS = (
     "val_accuracy",
     "test_accuracy",
     "dense_accuracy",
+    "test_perplexity",
+    "dense_perplexity",
     "sparsity",
     "params_ratio",
     "macs_ratio",
@@ -63,7 +65,14 @@ REPORT_FILES = (
 )
 #: the fixed policies that act at random: they lose every tie (``best_on_val``).
 RANDOM_POLICIES = (RANDOM, RANDOM_WEIGHTS)
-SUMMARY_FIELDS = ("val_accuracy", "test_accuracy", "params_ratio", "macs_ratio", "train_steps")
+SUMMARY_FIELDS = (
+    "val_accuracy",
+    "test_accuracy",
+    "test_perplexity",
+    "params_ratio",
+    "macs_ratio",
+    "train_steps",
+)
 #: p-value at or above which a method is marked as not distinguishable from the best.
 NOISE_LEVEL = 0.05
 #: settings holding a digest, shortened to this many characters in labels.
@@ -139,6 +148,8 @@ def summarise(
             row[name] = mean_std(values) if values else None
         row["feasible"] = sum(bool(r["feasible"]) for r in group) / len(group)
         row["dense_accuracy"] = mean_std([r["dense_accuracy"] for r in group])
+        dense_perplexity = [r["dense_perplexity"] for r in group if "dense_perplexity" in r]
+        row["dense_perplexity"] = mean_std(dense_perplexity) if dense_perplexity else None
         for name in ("mask_overlap", "support_recovery"):
             values = [r[name] for r in group if r.get(name) is not None]
             row[name] = mean_std(values) if values else None
@@ -229,7 +240,9 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
         "learned policy, its rewards' fine-tuning too, at most). *feasible*: share of runs "
         "within the budget. **Bold**: best mean val accuracy among methods feasible in every "
         "run. ≈: not distinguishable from the bold method (two-sided paired t-test over "
-        f"seeds on test accuracy, p >= {NOISE_LEVEL}; needs >= 3 common seeds).",
+        f"seeds on test accuracy, p >= {NOISE_LEVEL}; needs >= 3 common seeds). A language "
+        "model's accuracy is its next-token accuracy, and its *test perplexity* the "
+        "exponential of the mean next-token cross-entropy on the test split.",
     ]
     if sizes := _sizes(records):
         lines += ["", f"Validation / test samples: {sizes}."]
@@ -243,16 +256,16 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
         extra = [
             (name, title)
             for name, title in (
+                ("test_perplexity", "test perplexity"),
                 ("support_recovery", "support recovery"),
                 ("mask_overlap", "teacher overlap"),
             )
             if any(row[name] is not None for row in rows.values())
         ]
-        lines += [
-            "",
-            f"## {task}, budget {budget} (dense test accuracy {mean_std_cell(dense)})",
-            "",
-        ]
+        dense_text = f"dense test accuracy {mean_std_cell(dense)}"
+        if (perplexity := next(iter(rows.values()))["dense_perplexity"]) is not None:
+            dense_text += f", perplexity {mean_std_cell(perplexity, 3)}"
+        lines += ["", f"## {task}, budget {budget} ({dense_text})", ""]
         header = "| method | kind | val acc. | test acc. | params ratio | MACs ratio | train steps "
         header += "| feasible | " + "".join(f"{title} | " for _, title in extra) + "runs |"
         lines += [header, "|" + "---|" * (9 + len(extra))]

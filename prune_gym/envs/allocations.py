@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prune_gym.pruning import erk_densities
+from prune_gym.pruning.allocate import outlier_density, owl_sparsities
 
 if TYPE_CHECKING:
     from prune_gym.envs.base import PruningEnv
@@ -79,6 +80,44 @@ def global_ratios(env: PruningEnv, metric: str) -> np.ndarray:
     """Per-layer ratios of one global threshold on ``metric`` that just meets the budget."""
     ratios = env.budget_masks(env.context.builder(metric)).ratios()
     return np.array([ratios[name] for name in env.layer_names])
+
+
+#: OWL's outlier factor M and sparsity band lambda: the values of the authors' README
+#: commands for 70% sparsity (their code's default M is 3).
+OWL_OUTLIER_FACTOR = 5.0
+OWL_LAMBDA = 0.08
+
+
+def layer_block(name: str) -> str:
+    """The block a layer belongs to: its name up to the first numbered module
+    (``blocks.1.attention.q`` -> ``blocks.1``), else the layer itself (``fc1``)."""
+    parts = name.split(".")
+    for index, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[: index + 1])
+    return name
+
+
+def owl_ratios(
+    env: PruningEnv, factor: float = OWL_OUTLIER_FACTOR, lam: float = OWL_LAMBDA
+) -> np.ndarray:
+    """OWL (Yin et al., 2024): per-block sparsities from the blocks' Wanda outliers.
+
+    Blocks (``layer_block``) whose Wanda scores hold more outliers are pruned less
+    (``owl_sparsities`` around the uniform ratio that meets the budget); every layer of
+    a block gets its block's sparsity, and the densities are then rescaled by the one
+    factor that just meets the budget, which keeps OWL's mean where blocks are of equal
+    size (a transformer's) and makes it exact for any other net and resource.
+    """
+    scores = env.context.metric_scores("wanda")
+    blocks: dict[str, list[str]] = {}
+    for name in env.layer_names:
+        blocks.setdefault(layer_block(name), []).append(name)
+    densities = [outlier_density([scores[n] for n in names], factor) for names in blocks.values()]
+    target = float(uniform_ratios(env).mean())
+    sparsity = dict(zip(blocks, owl_sparsities(densities, target, lam), strict=True))
+    kept = [1.0 - sparsity[layer_block(name)] for name in env.layer_names]
+    return rescaled_to_budget(env, np.asarray(kept))
 
 
 def reference_ratios(env: PruningEnv, reference: str) -> np.ndarray:

@@ -97,6 +97,7 @@ class PruningContext:
         self.layers = [layer for layer in self.cost_model.layers if layer.name not in excluded]
         self.calibration = _calibration_batch(task)
         self.scores = {metric: self.compute_scores(metric) for metric in self.metrics}
+        self._unobserved_scores: dict[str, dict[str, torch.Tensor]] = {}
         self._builders: dict[str, MaskBuilder] = {}
         self.dense_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         MaskSet.dense(self.model).apply(self.model)
@@ -121,11 +122,21 @@ class PruningContext:
             input_shape=self.task.input_shape,
         )
 
+    def metric_scores(self, metric: str) -> dict[str, torch.Tensor]:
+        """``metric``'s scores on the dense net: ``scores`` for an observed metric, else
+        computed on first use and kept (an allocation's, such as OWL's Wanda scores)."""
+        if metric in self.scores:
+            return self.scores[metric]
+        if metric not in self._unobserved_scores:
+            self.dense_masks.apply(self.model)
+            self._unobserved_scores[metric] = self.compute_scores(metric)
+        return self._unobserved_scores[metric]
+
     def builder(self, metric: str | None = None) -> MaskBuilder:
         """The cached mask builder ranking by ``metric`` (default: ``rank_by``) on the dense net."""
         metric = self.rank_by if metric is None else metric
         if metric not in self._builders:
-            self._builders[metric] = self.mask_builder(self.scores.get(metric), metric=metric)
+            self._builders[metric] = self.mask_builder(self.metric_scores(metric))
         return self._builders[metric]
 
     @cached_property
@@ -260,7 +271,8 @@ class PruningContext:
         return {"lr": self.task.recipe.lr if from_init else None, "schedule": from_init}
 
     def assess(self, masks: MaskSet, finetune_steps: int = 0, seed: int = 0) -> dict:
-        """``val_accuracy``, ``val_loss`` and ``test_accuracy`` under ``masks`` (full splits).
+        """``val_accuracy``, ``val_loss``, ``test_accuracy`` and ``test_loss`` under
+        ``masks`` (full splits; losses are mean cross-entropies per target, in nats).
 
         The final measure of every policy, after ``finetune_steps`` of training; cached
         like ``reward_metrics``. Nothing is selected on test: it is only reported.
@@ -274,6 +286,7 @@ class PruningContext:
                 "val_accuracy": val_result["accuracy"],
                 "val_loss": val_result["loss"],
                 "test_accuracy": test_result["accuracy"],
+                "test_loss": test_result["loss"],
             }
 
         return self._remembered("assessment", masks, finetune_steps, seed, compute)
@@ -396,9 +409,12 @@ def release_context(context: PruningContext) -> None:
 
 
 def _calibration_batch(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-    """A class-balanced calibration batch when possible, else a plain random one."""
+    """A class-balanced calibration batch when possible, else a plain random one (always
+    for sequence targets, a language model's)."""
     train = task.splits["train"]
     count = min(CALIBRATION_SAMPLES, len(train))
+    if train.targets.dim() != 1:
+        return task.calibration_batch(count, seed=task.seed)
     smallest_class = int(torch.bincount(train.targets, minlength=task.num_classes).min())
     if count >= task.num_classes and smallest_class >= count // task.num_classes:
         return task.calibration_batch(count, seed=task.seed, class_balanced=True)

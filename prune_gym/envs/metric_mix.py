@@ -137,10 +137,13 @@ class MetricMixEnv(PruningEnv):
         return self.settings.mode == "joint"
 
     def fixed_policies(self) -> tuple[str, ...]:
-        """Global mode: each metric's one-hot mix; joint mode: the per-layer allocations."""
+        """Global mode: each mixed metric's one-hot mix; joint mode: the per-layer
+        allocations whose ranking metric is mixed (``owl``'s is ``wanda``)."""
         if self.settings.mode == "global":
-            return (RANDOM, *GLOBAL_METRIC)
-        return (RANDOM, *RATIO_METHODS)
+            return (RANDOM, *(n for n, metric in GLOBAL_METRIC.items() if metric in self.metrics))
+        ranking = GLOBAL_METRIC | {"owl": "wanda"}
+        mixed = [n for n in RATIO_METHODS if ranking.get(n, self.metrics[0]) in self.metrics]
+        return (RANDOM, *mixed)
 
     def allocation_action(self, ratios: Sequence[float], metric: str | None = None) -> np.ndarray:
         """Joint mode: ``ratios``, ranked inside layers by ``metric``'s one-hot mix (None:

@@ -14,7 +14,9 @@ RATIO_METHODS = (
     "uniform",
     "layer-magnitude",
     "erk",
+    "owl",
     "global-magnitude",
+    "global-wanda",
     "snip",
     "grasp",
     "synflow",
@@ -23,6 +25,7 @@ RATIO_METHODS = (
 #: actions are ratios, else the metric's one-hot mix (``mix_action``).
 GLOBAL_METRIC = {
     "global-magnitude": "magnitude",
+    "global-wanda": "wanda",
     "snip": "snip",
     "grasp": "grasp",
     "synflow": "synflow",

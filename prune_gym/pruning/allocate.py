@@ -4,15 +4,17 @@
 comparison against the cached ranks, never a new sort. A global threshold (to a sparsity,
 or to a budget) needs no sort at all: ``lowest_kept`` finds it with a one-byte histogram
 of the scores. This is what makes environment steps cheap. ``uniform_densities`` and
-``erk_densities`` allocate a global sparsity across layers.
+``erk_densities`` allocate a global sparsity across layers; ``owl_sparsities`` is OWL's
+allocation across blocks from their ``outlier_density``.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -510,3 +512,57 @@ def erk_densities(model: nn.Module, sparsity: float, power_scale: float = 1.0) -
             break
         dense |= too_dense
     return {name: 1.0 if name in dense else epsilon * raw[name] for name in shapes}
+
+
+def outlier_density(scores: Sequence[torch.Tensor], factor: float) -> float:
+    """OWL's layerwise outlier distribution (Yin et al., 2024): the percentage of the scores
+    (of all of a block's layers together) above ``factor`` times their mean."""
+    flat = torch.cat([score.reshape(-1).to(torch.float64) for score in scores])
+    return 100.0 * float((flat > factor * flat.mean()).double().mean())
+
+
+def owl_sparsities(densities: Sequence[float], target: float, lam: float) -> np.ndarray:
+    """OWL's per-block sparsities from their outlier densities, around the ``target``.
+
+    The densities are min-max scaled to ``[0, 2 * lam]``, centred on ``1 - target`` and
+    read as kept fractions, so blocks with more outliers are pruned less, the spread is
+    ``2 * lam`` and the mean is ``target``; a sparsity at or below 0 becomes 0.01, as in
+    the authors' code. Equal densities give ``target`` everywhere.
+    """
+    lod = np.asarray(densities, dtype=np.float64)
+    spread = lod.max() - lod.min()
+    kept = 2 * lam * (lod - lod.min()) / spread if spread > 0 else np.zeros_like(lod)
+    kept = kept - kept.mean() + (1.0 - target)
+    sparsities = 1.0 - kept
+    return np.where(sparsities <= 0, 0.01, sparsities)
+
+
+def semi_structured_masks(
+    model: nn.Module, n: int = 2, m: int = 4, scores: dict[str, torch.Tensor] | None = None
+) -> MaskSet:
+    """N:M masks: in every group of ``m`` consecutive inputs of an output row, the ``n``
+    highest-scoring weights are kept (2:4 is what sparse tensor cores run).
+
+    Scores default to weight magnitude; each layer's inputs per row (``in_features``, or
+    ``in_channels / groups * kernel`` for a convolution) must be a multiple of ``m``.
+    Ties keep the earlier weight. Every layer ends at sparsity ``1 - n / m``.
+    """
+    if not (isinstance(n, int) and isinstance(m, int) and 0 < n < m):
+        raise ValueError(f"n={n!r} and m={m!r} must be integers with 0 < n < m")
+    scores = compute_scores(model, "magnitude", None) if scores is None else scores
+    masks = {}
+    for name, module in prunable_layers(model):
+        weight = effective_weight(module)
+        rows = weight.shape[0]
+        per_row = weight[0].numel()
+        if per_row % m:
+            raise ValueError(
+                f"layer {name!r} has {per_row} inputs per output row, not a multiple of m={m}; "
+                f"{n}:{m} masks need whole groups"
+            )
+        groups = scores[name].detach().reshape(rows, per_row // m, m).to(torch.float64)
+        # stable: among equal scores the earlier position ranks higher
+        order = torch.sort(-groups, dim=-1, stable=True).indices
+        keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order[..., :n], True)
+        masks[name] = keep.reshape(weight.shape)
+    return MaskSet(masks)

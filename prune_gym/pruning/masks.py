@@ -116,6 +116,20 @@ class MaskSet:
         return builder.global_threshold(sparsity)
 
     @classmethod
+    def semi_structured(
+        cls,
+        model: nn.Module,
+        n: int = 2,
+        m: int = 4,
+        scores: dict[str, torch.Tensor] | None = None,
+    ) -> MaskSet:
+        """N:M masks: ``n`` of every ``m`` consecutive inputs of each output row kept, the
+        highest-scoring ones (``allocate.semi_structured_masks``); 2:4 by default."""
+        from prune_gym.pruning.allocate import semi_structured_masks
+
+        return semi_structured_masks(model, n, m, scores)
+
+    @classmethod
     def from_model(cls, model: nn.Module) -> MaskSet:
         """Read the masks a model carries (ours or ``torch.nn.utils.prune``'s); dense if none."""
         from prune_gym.pruning.layers import prunable_layers

@@ -348,9 +348,91 @@ def _fit_float32(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: torch.ldexp(score, -exponent) for name, score in scores.items()}
 
 
+def input_norms(model: nn.Module, layers: Layers, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each layer's L2 norm of every input feature over ``inputs`` (float64).
+
+    A Linear's input feature j is its j-th input over every sample and position (every
+    token of a sequence); a convolution's is input channel j over every sample and
+    spatial position. One forward pass, with hooks on the prunable layers.
+    """
+    squares: dict[str, torch.Tensor] = {}
+
+    def record(name: str, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].detach().to(torch.float64)
+        if isinstance(module, nn.Linear):
+            total = x.reshape(-1, x.shape[-1]).pow(2).sum(dim=0)
+        else:  # (batch, channels, *spatial)
+            total = x.pow(2).sum(dim=[0, *range(2, x.dim())])
+        squares[name] = squares.get(name, 0) + total
+
+    handles = [
+        module.register_forward_pre_hook(lambda m, args, name=name: record(name, m, args))
+        for name, module in layers
+    ]
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name, _ in layers if name not in squares]
+    if missing:
+        raise ValueError(f"wanda: the forward pass never reached layers {missing}")
+    return {name: total.sqrt() for name, total in squares.items()}
+
+
+def _wanda(model: nn.Module, layers: Layers, batch, generator) -> dict[str, torch.Tensor]:
+    """Wanda: |W_ij| * ||X_j||_2 (Sun et al., 2024), X_j the layer's j-th input feature over
+    the calibration batch (``input_norms``); no gradient, one forward pass.
+
+    A convolution's weight [o, c, ...] gets input channel c's norm (of its group's
+    channels, for a grouped one), a per-channel form of the paper's Linear score.
+    """
+    inputs, _ = batch
+    norms = input_norms(model, layers, inputs)
+    scores = {}
+    for name, module in layers:
+        weight = effective_weight(module).abs()
+        norm = norms[name].to(device=weight.device, dtype=weight.dtype)
+        if isinstance(module, nn.Linear):
+            scores[name] = weight * norm
+            continue
+        groups = module.groups
+        per_output = norm.view(groups, -1).repeat_interleave(weight.shape[0] // groups, dim=0)
+        scores[name] = weight * per_output.view(*per_output.shape, *[1] * (weight.dim() - 2))
+    return scores
+
+
+def row_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each weight's rank within its output row (0 = the row's lowest score), plus one.
+
+    Ranking by them makes every output row a comparison group: a layer pruned at ratio r
+    loses the lowest ``round(r * in)`` weights of each row, within one weight (ties go by
+    position), as Wanda's per-output comparison does.
+    """
+    ranked = {}
+    for name, score in scores.items():
+        rows = score.reshape(score.shape[0], -1)
+        order = torch.sort(rows, dim=1, stable=True).indices
+        ranks = torch.empty_like(order)
+        positions = torch.arange(rows.shape[1], device=rows.device).expand_as(order)
+        ranks.scatter_(1, order, positions)
+        ranked[name] = (ranks + 1).to(torch.float32).reshape(score.shape)
+    return ranked
+
+
+def _wanda_row(model: nn.Module, layers: Layers, batch, generator) -> dict[str, torch.Tensor]:
+    """Wanda with per-output-row comparison groups (the paper's default): ``row_ranks`` of
+    the ``wanda`` scores. Meant for per-layer ratios: one global threshold on row ranks
+    prunes every layer alike."""
+    return row_ranks(_wanda(model, layers, batch, generator))
+
+
 register_metric("magnitude", _magnitude, needs_data=False)
 register_metric("random", _random, needs_data=False)
 register_metric("snip", _snip)
 register_metric("taylor", _taylor)
 register_metric("grasp", _grasp)
 register_metric("synflow", _synflow, needs_data=False)
+register_metric("wanda", _wanda)
+register_metric("wanda-row", _wanda_row)

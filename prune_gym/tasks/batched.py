@@ -79,9 +79,10 @@ class MaskedCopies(nn.Module):
         return {name: tensor[index] for name, tensor in named}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The sum over copies of each copy's mean cross-entropy on ``targets``."""
-        expanded = targets.unsqueeze(1).expand(-1, self.copies)
-        return F.cross_entropy(outputs, expanded, reduction="sum") / len(targets)
+        """The sum over copies of each copy's mean cross-entropy on ``targets`` (labels, or
+        sequences of them)."""
+        expanded = targets.unsqueeze(-1).expand(*targets.shape, self.copies)
+        return F.cross_entropy(outputs, expanded, reduction="sum") / targets.numel()
 
 
 class _VmappedCopies(nn.Module):

@@ -39,7 +39,9 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 class Split:
     """One data split held in memory: ``inputs`` and int64 class ``targets``.
 
-    Inputs are float32 features, or uint8 images ``(N, C, ...)`` with ``stats``: images
+    Targets are one class per sample ``(N,)``, or one per position ``(N, L)`` (a language
+    model's next tokens). Inputs are float32 features, int64 token ids ``(N, L)``, or
+    uint8 images ``(N, C, ...)`` with ``stats``: images
     stay uint8 in memory (a quarter of float32's bytes: CIFAR-10's train split is 154 MB,
     not 614 MB) and ``batch`` normalises only the samples asked for, to the same floats
     as normalising everything up front. Iterating yields ``(all inputs as float32,
@@ -56,10 +58,11 @@ class Split:
         if self.targets.dtype != torch.int64 or self.inputs.dtype not in (
             torch.float32,
             torch.uint8,
+            torch.int64,
         ):
             raise TypeError(
-                "Split needs float32 (or uint8 image) inputs and int64 targets, got "
-                f"{self.inputs.dtype} and {self.targets.dtype}"
+                "Split needs float32 (uint8 images, int64 token ids) inputs and int64 "
+                f"targets, got {self.inputs.dtype} and {self.targets.dtype}"
             )
         if (self.inputs.dtype == torch.uint8) != (self.stats is not None):
             raise ValueError(
@@ -74,10 +77,10 @@ class Split:
                 f"stats={self.stats!r} must give one mean and one std per channel of inputs "
                 f"of shape {tuple(self.inputs.shape)}"
             )
-        if self.targets.ndim != 1 or len(self.inputs) != len(self.targets):
+        if self.targets.ndim not in (1, 2) or len(self.inputs) != len(self.targets):
             raise ValueError(
-                f"Split needs one target per input, got inputs {tuple(self.inputs.shape)} "
-                f"and targets {tuple(self.targets.shape)}"
+                f"Split needs one target (or target sequence) per input, got inputs "
+                f"{tuple(self.inputs.shape)} and targets {tuple(self.targets.shape)}"
             )
 
     def __len__(self) -> int:
@@ -87,7 +90,8 @@ class Split:
         return iter((self.batch(slice(None)), self.targets))
 
     def batch(self, index: torch.Tensor | slice) -> torch.Tensor:
-        """float32 inputs at ``index`` (positions or a slice), normalised if stored as uint8."""
+        """The model inputs at ``index`` (positions or a slice), normalised to float32 if
+        stored as uint8."""
         inputs = self.inputs[index]
         return inputs if self.stats is None else normalise(inputs, self.stats)
 
@@ -205,15 +209,17 @@ def carve_split(
 
     Each class gives ``round(fraction * count)`` samples, chosen by a permutation seeded
     with ``seed``; carved samples come in a seeded random order, so any prefix of it is a
-    random subset, and the rest keeps its original order. ``name`` names ``fraction`` in
-    errors.
+    random subset, and the rest keeps its original order. Samples whose target is a
+    sequence (a language model's next tokens) have no class: they form one stratum.
+    ``name`` names ``fraction`` in errors.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"{name}={fraction!r} must be in (0, 1)")
     generator = torch.Generator().manual_seed(seed)
+    strata = train.targets if train.targets.dim() == 1 else torch.zeros(len(train.targets))
     carved_parts, rest_parts = [], []
-    for label in torch.unique(train.targets):
-        index = torch.nonzero(train.targets == label).flatten()
+    for label in torch.unique(strata):
+        index = torch.nonzero(strata == label).flatten()
         index = index[torch.randperm(len(index), generator=generator)]
         count = round(fraction * len(index))
         carved_parts.append(index[:count])

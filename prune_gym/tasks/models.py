@@ -8,11 +8,13 @@ observations and reports are keyed by them.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: Layer widths of the planted-teacher MLP (input, hidden..., classes).
@@ -266,3 +268,96 @@ def vgg16_cifar(num_classes: int = 10) -> nn.Sequential:
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
     return model
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention whose four projections (q, k, v, o) are
+    ``nn.Linear`` layers, so that each can be pruned (``nn.MultiheadAttention`` reads its
+    projection weights directly, which a mask would never reach)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width={width} must be a multiple of heads={heads}")
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.k = nn.Linear(width, width)
+        self.v = nn.Linear(width, width)
+        self.o = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+
+        def split_heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+        q, k, v = split_heads(self.q(x)), split_heads(self.k(x)), split_heads(self.v(x))
+        # written out rather than F.scaled_dot_product_attention, whose CPU kernel has no
+        # second derivative (GraSP's Hessian-gradient product needs one)
+        logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+        attended = logits.masked_fill(future, -math.inf).softmax(dim=-1) @ v
+        return self.o(attended.transpose(1, 2).reshape(batch, length, width))
+
+
+class DecoderBlock(nn.Module):
+    """A pre-norm transformer block: attention, then a GELU MLP (``up``, ``down``)."""
+
+    def __init__(self, width: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(width)
+        self.attention = CausalSelfAttention(width, heads)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.up = nn.Linear(width, hidden)
+        self.down = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x))
+        return x + self.down(F.gelu(self.up(self.mlp_norm(x))))
+
+
+class DecoderLM(nn.Module):
+    """A GPT-style decoder-only language model over ``vocab`` tokens (bytes by default).
+
+    Every projection is an ``nn.Linear`` (``blocks.<i>.attention.{q,k,v,o}``,
+    ``blocks.<i>.{up,down}``), the prunable layers; the token and position embeddings,
+    and the output head tied to the token embedding, are not pruned, as in Wanda and
+    SparseGPT. The logits come as ``(batch, vocab, length)``, so that cross-entropy and
+    ``argmax(dim=1)`` score every next token as they score a classifier's class.
+    """
+
+    def __init__(
+        self,
+        vocab: int = 256,
+        context: int = 64,
+        width: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        hidden: int = 256,
+    ) -> None:
+        super().__init__()
+        self.context = context
+        self.embedding = nn.Embedding(vocab, width)
+        self.position = nn.Embedding(context, width)
+        self.blocks = nn.ModuleList(DecoderBlock(width, heads, hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        nn.init.normal_(self.position.weight, std=0.02)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        if length > self.context:
+            raise ValueError(f"sequences of {length} tokens exceed the context of {self.context}")
+        positions = torch.arange(length, device=tokens.device)
+        x = self.embedding(tokens.long()) + self.position(positions)
+        for block in self.blocks:
+            x = block(x)
+        return F.linear(self.norm(x), self.embedding.weight).transpose(1, 2)
+
+
+#: The language-model sizes (``DecoderLM`` keywords): parameters in the prunable
+#: projections 99K (tiny) and 590K (small).
+LM_SIZES = {
+    "tiny": {"width": 64, "depth": 2, "heads": 4, "hidden": 256},
+    "small": {"width": 128, "depth": 3, "heads": 4, "hidden": 512},
+}

@@ -66,6 +66,10 @@ class Task:
     model is refused by every env, so that its costs are never silently partial.
     """
 
+    #: whether reports give the perplexity (``exp`` of the mean loss per target) beside
+    #: the accuracy: a language model's measure.
+    reports_perplexity = False
+
     def __init__(
         self,
         name: str,

@@ -234,10 +234,14 @@ def _evaluate(
     targets: torch.Tensor,
     batch_size: int,
 ) -> list[dict[str, float]]:
-    """Accuracy and loss over ``targets``, reading inputs ``[start, stop)`` on demand.
+    """Accuracy and mean loss per target over ``targets``, reading inputs ``[start, stop)``
+    on demand.
 
-    One result per copy: logits ``(batch, classes)`` are one model, ``(batch, classes,
-    copies)`` are stacked copies, each scored on every sample.
+    A target is a class label (targets ``(samples,)``, logits ``(samples, classes)``) or
+    a sequence of them (a language model's next tokens: targets ``(samples, length)``,
+    logits ``(samples, classes, length)``); both are averaged over every label. One
+    result per copy: logits with one more trailing dimension are stacked copies, each
+    scored on every sample.
     """
     if len(targets) == 0:
         raise ValueError("need a non-empty batch to evaluate, got 0 samples")
@@ -249,15 +253,15 @@ def _evaluate(
             x = inputs(start, stop).to(device)
             y = targets[start:stop].to(device)
             logits = model(x)
-            if logits.dim() == 3:  # stacked copies: per-sample losses summed per copy
-                y = y.unsqueeze(1).expand(-1, logits.shape[2])
-                batch_loss = F.cross_entropy(logits, y, reduction="none").sum(0)
-            else:
-                batch_loss = F.cross_entropy(logits, y, reduction="sum")
+            summed = tuple(range(y.dim()))  # every label; per copy, all but the copies' dim
+            if logits.dim() == y.dim() + 2:
+                y = y.unsqueeze(-1).expand(*y.shape, logits.shape[-1])
+            batch_loss = F.cross_entropy(logits, y, reduction="none").sum(summed)
             loss = loss + np.asarray(batch_loss.tolist())
-            correct = correct + np.asarray((logits.argmax(dim=1) == y).sum(0).tolist())
+            correct = correct + np.asarray((logits.argmax(dim=1) == y).sum(summed).tolist())
+    count = targets.numel()
     return [
-        {"accuracy": int(right) / len(targets), "loss": float(total) / len(targets)}
+        {"accuracy": int(right) / count, "loss": float(total) / count}
         for right, total in zip(np.atleast_1d(correct), np.atleast_1d(loss), strict=True)
     ]
 

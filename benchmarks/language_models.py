@@ -4,7 +4,7 @@
     python benchmarks/language_models.py --parts dense --seeds 1
 
 - ``dense``: per LM size and seed, the prunable and total parameters, the dense val and
-  test perplexity, and the training time (on this machine, with its torch threads). The
+  test perplexity, and the training time (on this machine, one torch thread). The
   models are trained into ``--out/cache`` (``$PRUNE_GYM_CACHE`` for this script), so
   each is trained once and timed then; the times are kept in ``--out/dense.json``.
 - ``suite``: ``prune-gym bench --suite lm`` (into ``--out/lm``; finished runs are read
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["PRUNE_GYM_CACHE"] = str((args.out / "cache").resolve())
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # one core per benchmark process: run parts side by side
     sections = []
     for part in args.parts:
         title, build = PARTS[part]

@@ -3,6 +3,7 @@
 import gzip
 import math
 from collections import Counter
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -14,11 +15,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import prune_gym  # noqa: F401  (registers the env ids)
 from prune_gym.baselines import make_policy, policy_env_settings
+from prune_gym.bench import BenchSpec, run_benchmark, write_report
 from prune_gym.envs.allocations import layer_block, owl_ratios
 from prune_gym.evaluation import assess_policy
 from prune_gym.pruning import MaskSet, compute_scores, prunable_layers
 from prune_gym.pruning.allocate import outlier_density, owl_sparsities
-from prune_gym.tasks import evaluate_split, make
+from prune_gym.tasks import evaluate_split, make, register_task
 from prune_gym.tasks.builtins import LanguageModelTask
 from prune_gym.tasks.corpus import CORPUS_SHA256, corpus_bytes, load_corpus_windows
 
@@ -241,3 +243,27 @@ def test_the_lm_trains_to_a_perplexity_well_below_the_uniform_guess(lm):
     assert F.cross_entropy(logits, lm.splits["val"].targets[:2]).item() == pytest.approx(
         lm.evaluate(model, "val", limit=2)["loss"], rel=1e-5
     )
+
+
+def test_a_bench_on_a_language_model_reports_its_perplexity(tmp_path):
+    register_task(
+        "lm-tiny-1-epoch", partial(LanguageModelTask, "tiny", recipe={"epochs": 1}), overwrite=True
+    )
+    spec = BenchSpec(
+        tasks=("lm-tiny-1-epoch",),
+        budgets=("params=0.5",),
+        methods=("uniform", "uniform@magnitude"),
+        seeds=1,
+        finetune_steps=0,
+        env_kwargs={"rank_by": "wanda", "metrics": ["magnitude", "wanda"]},
+    )
+    records = run_benchmark(spec, tmp_path)
+    assert {r["method"] for r in records} == {"uniform", "uniform@magnitude"}
+    for record in records:
+        assert record["status"] == "ok"
+        assert record["test_perplexity"] == pytest.approx(math.exp(record["test_loss"]))
+        assert 1.0 < record["dense_perplexity"] < record["test_perplexity"]
+    summary = write_report(records, tmp_path)
+    assert "test perplexity" in summary and "dense test accuracy" in summary
+    assert "uniform@magnitude" in summary
+    assert (tmp_path / "accuracy_vs_compression.png").stat().st_size > 0

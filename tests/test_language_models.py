@@ -23,6 +23,7 @@ from prune_gym.pruning.allocate import outlier_density, owl_sparsities
 from prune_gym.tasks import evaluate_split, make, register_task
 from prune_gym.tasks.builtins import LanguageModelTask
 from prune_gym.tasks.corpus import CORPUS_SHA256, corpus_bytes, load_corpus_windows
+from prune_gym.wrappers import BudgetProjection
 
 PROJECTIONS = ("q", "k", "v", "o", "up", "down")
 
@@ -267,3 +268,25 @@ def test_a_bench_on_a_language_model_reports_its_perplexity(tmp_path):
     assert "test perplexity" in summary and "dense test accuracy" in summary
     assert "uniform@magnitude" in summary
     assert (tmp_path / "accuracy_vs_compression.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("env_id", "settings"),
+    [
+        ("prune_gym/LayerRatio-v0", {"metrics": ["magnitude", "wanda"]}),
+        ("prune_gym/GlobalRatio-v0", {"action": "logits", "reference": "erk"}),
+        ("prune_gym/MetricMix-v0", {"metrics": ["magnitude", "wanda"], "mode": "joint"}),
+    ],
+)
+def test_every_ratio_env_prunes_a_language_model(lm, env_id, settings):
+    env = BudgetProjection(
+        gym.make(env_id, task=lm, budget={"params": 0.4}, reward="loss", max_ratio=1.0, **settings)
+    )
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        done = terminated or truncated
+    assert info["feasible"] and info["params_ratio"] <= 0.4
+    assert 0.0 < -reward < math.log(256) + 1  # minus the log perplexity on the reward split

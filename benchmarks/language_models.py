@@ -9,10 +9,12 @@
   each is trained once and timed then; the times are kept in ``--out/dense.json``.
 - ``suite``: ``prune-gym bench --suite lm`` (into ``--out/lm``; finished runs are read
   back): test perplexity of every allocation and ranking at 50% to 80% sparsity, with no
-  fine-tuning, mean ± std over seeds (each seed its own trained model). Then the
-  papers' two directions, with two-sided paired t-tests over seeds on the test
-  perplexity: is Wanda better than magnitude at 50% (per layer, and with Wanda's
-  per-output-row groups), and is OWL better than uniform at 70% (both ranked by Wanda)?
+  fine-tuning, mean ± std over seeds (each seed its own trained model); and 2:4 masks at
+  50% (``uniform`` ranked within groups of 4, into ``--out/lm-2of4``). Then the papers'
+  directions, with two-sided paired t-tests over seeds on the test perplexity: is Wanda
+  better than magnitude at 50% (per layer, and with Wanda's per-output-row groups), is
+  OWL better than uniform at 70% (both ranked by Wanda), is Wanda better than magnitude
+  at 2:4, and what does 2:4 cost against unstructured Wanda?
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ from pathlib import Path
 
 import torch
 
+#: 2:4 masks: ``uniform`` at params 0.5 ranked within groups of 4 (bench folder ``lm-2of4``).
+TWO_OF_FOUR = ("uniform@magnitude-2:4", "uniform@wanda-2:4")
 #: the checks of the papers' directions: (sparsity, budget, candidate, baseline).
 CHECKS = (
     (0.5, "params=0.5", "uniform", "uniform@magnitude"),
     (0.5, "params=0.5", "uniform@wanda-row", "uniform@magnitude"),
     (0.7, "params=0.3", "owl", "uniform"),
     (0.7, "params=0.3", "owl@wanda-row", "uniform@wanda-row"),
+    (0.5, "params=0.5", "uniform@wanda-2:4", "uniform@magnitude-2:4"),
+    (0.5, "params=0.5", "uniform@wanda-2:4", "uniform"),
 )
 
 
@@ -80,7 +86,10 @@ def suite_part(args: argparse.Namespace) -> str:
     spec = dataclasses.replace(load_suite("lm"), seeds=args.seeds)
     records = run_benchmark(spec, args.out / "lm")
     write_report(records, args.out / "lm")  # summary.md and accuracy_vs_compression.png
-    records = [r for r in records if r.get("status") == "ok"]
+    two_of_four = dataclasses.replace(spec, budgets=("params=0.5",), methods=TWO_OF_FOUR)
+    semi = run_benchmark(two_of_four, args.out / "lm-2of4")
+    write_report(semi, args.out / "lm-2of4")
+    records = [r for r in records + semi if r.get("status") == "ok"]
     lines = []
     for task in spec.tasks:
         mine = [r for r in records if r["task"] == task]

@@ -185,8 +185,24 @@ def test_semi_structured_masks_keep_exactly_2_of_every_4(lm):
         >= weight[~kept].reshape(256, -1, 2).max(-1).values
     ).all()
     assert masks.sparsity() == 0.5
-    with pytest.raises(ValueError, match="not a multiple of m=3"):
+    with pytest.raises(ValueError, match="not a multiple of groups of 3"):
         MaskSet.semi_structured(model, 2, 3)
+
+
+@pytest.mark.parametrize("metric", ["magnitude", "wanda"])
+def test_uniform_at_half_the_params_ranked_in_groups_of_four_is_2_of_4(lm, metric):
+    name = f"uniform@{metric}-2:4"
+    settings = {"rank_by": "wanda", "metrics": ["magnitude", "wanda"]} | policy_env_settings(name)
+    env = gym.make("prune_gym/GlobalRatio-v0", task=lm, budget={"params": 0.5}, **settings)
+    (record,) = assess_policy(make_policy(name, env), env)
+    masks = env.unwrapped.last_masks
+    for layer, mask in masks.masks.items():
+        assert (mask.reshape(mask.shape[0], -1, 4).sum(dim=-1) == 2).all(), layer
+    model = lm.pretrained_model()
+    scores = None if metric == "magnitude" else env.unwrapped.context.metric_scores(metric)
+    expected = MaskSet.semi_structured(model, scores=scores)
+    assert all(torch.equal(masks[n], expected[n]) for n in expected.masks)
+    assert record["params_ratio"] == 0.5
 
 
 def test_the_post_training_reward_is_minus_the_log_perplexity_on_the_reward_split(lm):

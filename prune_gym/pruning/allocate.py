@@ -21,7 +21,7 @@ from torch import nn
 from prune_gym.checks import check_fraction
 from prune_gym.pruning.layers import ChannelStructure, prunable_layers, weight_shapes
 from prune_gym.pruning.masks import MaskSet, check_structure, effective_weight
-from prune_gym.pruning.scores import compute_scores
+from prune_gym.pruning.scores import compute_scores, group_ranks
 
 #: units per slice when a long flat tensor is processed piecewise (2 MiB of float64: the
 #: slice and its temporaries stay in cache instead of streaming through memory, and each
@@ -545,24 +545,12 @@ def semi_structured_masks(
 
     Scores default to weight magnitude; each layer's inputs per row (``in_features``, or
     ``in_channels / groups * kernel`` for a convolution) must be a multiple of ``m``.
-    Ties keep the earlier weight. Every layer ends at sparsity ``1 - n / m``.
+    Among equal scores the later weight is kept (``group_ranks``). Every layer ends at
+    sparsity ``1 - n / m``.
     """
     if not (isinstance(n, int) and isinstance(m, int) and 0 < n < m):
         raise ValueError(f"n={n!r} and m={m!r} must be integers with 0 < n < m")
     scores = compute_scores(model, "magnitude", None) if scores is None else scores
-    masks = {}
-    for name, module in prunable_layers(model):
-        weight = effective_weight(module)
-        rows = weight.shape[0]
-        per_row = weight[0].numel()
-        if per_row % m:
-            raise ValueError(
-                f"layer {name!r} has {per_row} inputs per output row, not a multiple of m={m}; "
-                f"{n}:{m} masks need whole groups"
-            )
-        groups = scores[name].detach().reshape(rows, per_row // m, m).to(torch.float64)
-        # stable: among equal scores the earlier position ranks higher
-        order = torch.sort(-groups, dim=-1, stable=True).indices
-        keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order[..., :n], True)
-        masks[name] = keep.reshape(weight.shape)
-    return MaskSet(masks)
+    names = [name for name, _ in prunable_layers(model)]
+    ranks = group_ranks({name: scores[name].detach() for name in names}, m)
+    return MaskSet({name: ranks[name] > m - n for name in names})

@@ -403,29 +403,50 @@ def _wanda(model: nn.Module, layers: Layers, batch, generator) -> dict[str, torc
     return scores
 
 
-def row_ranks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each weight's rank within its output row (0 = the row's lowest score), plus one.
+def group_ranks(
+    scores: dict[str, torch.Tensor], size: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Each weight's rank within its group (1 = the group's lowest score; ties: the
+    earlier position ranks lower): ``size`` consecutive inputs of an output row, or the
+    whole row (``None``).
 
-    Ranking by them makes every output row a comparison group: a layer pruned at ratio r
-    loses the lowest ``round(r * in)`` weights of each row, within one weight (ties go by
-    position), as Wanda's per-output comparison does.
+    Ranking by them makes every group a comparison group: a layer pruned at ratio r loses
+    about ``r`` of every group, the lowest first. Whole rows are Wanda's per-output
+    comparison; groups of 4 at ratio 0.5 are exactly 2:4 (the two lowest of every four).
     """
     ranked = {}
     for name, score in scores.items():
-        rows = score.reshape(score.shape[0], -1)
-        order = torch.sort(rows, dim=1, stable=True).indices
+        per_row = score[0].numel()
+        width = per_row if size is None else size
+        if per_row % width:
+            raise ValueError(
+                f"layer {name!r} has {per_row} inputs per output row, not a multiple of "
+                f"groups of {width}"
+            )
+        groups = score.reshape(-1, width)
+        order = torch.sort(groups, dim=1, stable=True).indices
         ranks = torch.empty_like(order)
-        positions = torch.arange(rows.shape[1], device=rows.device).expand_as(order)
+        positions = torch.arange(width, device=groups.device).expand_as(order)
         ranks.scatter_(1, order, positions)
         ranked[name] = (ranks + 1).to(torch.float32).reshape(score.shape)
     return ranked
 
 
 def _wanda_row(model: nn.Module, layers: Layers, batch, generator) -> dict[str, torch.Tensor]:
-    """Wanda with per-output-row comparison groups (the paper's default): ``row_ranks`` of
-    the ``wanda`` scores. Meant for per-layer ratios: one global threshold on row ranks
-    prunes every layer alike."""
-    return row_ranks(_wanda(model, layers, batch, generator))
+    """Wanda with per-output-row comparison groups (the paper's default): ``group_ranks``
+    of the ``wanda`` scores over whole rows. Meant for per-layer ratios: one global
+    threshold on row ranks prunes every layer alike."""
+    return group_ranks(_wanda(model, layers, batch, generator))
+
+
+def _two_of_four(metric: MetricFn) -> MetricFn:
+    """``metric``'s ranks within groups of 4 consecutive inputs: at a layer ratio of 0.5
+    (``uniform`` at ``params=0.5``) the masks are exactly 2:4."""
+
+    def ranked(model: nn.Module, layers: Layers, batch, generator) -> dict[str, torch.Tensor]:
+        return group_ranks(metric(model, layers, batch, generator), 4)
+
+    return ranked
 
 
 register_metric("magnitude", _magnitude, needs_data=False)
@@ -436,3 +457,5 @@ register_metric("grasp", _grasp)
 register_metric("synflow", _synflow, needs_data=False)
 register_metric("wanda", _wanda)
 register_metric("wanda-row", _wanda_row)
+register_metric("magnitude-2:4", _two_of_four(_magnitude), needs_data=False)
+register_metric("wanda-2:4", _two_of_four(_wanda))

@@ -20,6 +20,7 @@ from prune_gym.envs.allocations import layer_block, owl_ratios
 from prune_gym.evaluation import assess_policy
 from prune_gym.pruning import MaskSet, compute_scores, prunable_layers
 from prune_gym.pruning.allocate import outlier_density, owl_sparsities
+from prune_gym.pruning.scores import group_ranks
 from prune_gym.tasks import evaluate_split, make, register_task
 from prune_gym.tasks.builtins import LanguageModelTask
 from prune_gym.tasks.corpus import CORPUS_SHA256, corpus_bytes, load_corpus_windows
@@ -185,7 +186,7 @@ def test_semi_structured_masks_keep_exactly_2_of_every_4(lm):
         >= weight[~kept].reshape(256, -1, 2).max(-1).values
     ).all()
     assert masks.sparsity() == 0.5
-    with pytest.raises(ValueError, match="not a multiple of groups of 3"):
+    with pytest.raises(ValueError, match="not a multiple of m=3"):
         MaskSet.semi_structured(model, 2, 3)
 
 
@@ -306,3 +307,11 @@ def test_every_ratio_env_prunes_a_language_model(lm, env_id, settings):
         done = terminated or truncated
     assert info["feasible"] and info["params_ratio"] <= 0.4
     assert 0.0 < -reward < math.log(256) + 1  # minus the log perplexity on the reward split
+
+
+def test_group_ranks_rank_within_rows_and_within_groups_of_a_row():
+    scores = {"fc": torch.tensor([[3.0, 1.0, 2.0, 5.0, 4.0], [1.0, 1.0, 0.0, 2.0, 2.0]])}
+    by_row = group_ranks(scores)["fc"]
+    assert by_row.tolist() == [[3, 1, 2, 5, 4], [2, 3, 1, 4, 5]]  # ties: earlier ranks lower
+    by_four = group_ranks(scores, 4)["fc"]  # a row of 5: groups of 4 and of 1
+    assert by_four.tolist() == [[3, 1, 2, 4, 1], [2, 3, 1, 4, 1]]

@@ -551,6 +551,14 @@ def semi_structured_masks(
     if not (isinstance(n, int) and isinstance(m, int) and 0 < n < m):
         raise ValueError(f"n={n!r} and m={m!r} must be integers with 0 < n < m")
     scores = compute_scores(model, "magnitude", None) if scores is None else scores
-    names = [name for name, _ in prunable_layers(model)]
+    layers = prunable_layers(model)
+    for name, module in layers:
+        per_row = effective_weight(module)[0].numel()
+        if per_row % m:
+            raise ValueError(
+                f"layer {name!r} has {per_row} inputs per output row, not a multiple of "
+                f"m={m}; {n}:{m} masks need whole groups"
+            )
+    names = [name for name, _ in layers]
     ranks = group_ranks({name: scores[name].detach() for name in names}, m)
     return MaskSet({name: ranks[name] > m - n for name in names})

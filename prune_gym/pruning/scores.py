@@ -10,6 +10,7 @@ deterministic, leaves BatchNorm buffers untouched and makes samples independent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -407,27 +408,25 @@ def group_ranks(
     scores: dict[str, torch.Tensor], size: int | None = None
 ) -> dict[str, torch.Tensor]:
     """Each weight's rank within its group (1 = the group's lowest score; ties: the
-    earlier position ranks lower): ``size`` consecutive inputs of an output row, or the
-    whole row (``None``).
+    earlier position ranks lower): ``size`` consecutive inputs of an output row (a row's
+    last group may be shorter), or the whole row (``None``).
 
     Ranking by them makes every group a comparison group: a layer pruned at ratio r loses
     about ``r`` of every group, the lowest first. Whole rows are Wanda's per-output
-    comparison; groups of 4 at ratio 0.5 are exactly 2:4 (the two lowest of every four).
+    comparison; groups of 4 at ratio 0.5, in rows of a multiple of 4 inputs, are exactly
+    2:4 (the two lowest of every four).
     """
     ranked = {}
     for name, score in scores.items():
-        per_row = score[0].numel()
-        width = per_row if size is None else size
-        if per_row % width:
-            raise ValueError(
-                f"layer {name!r} has {per_row} inputs per output row, not a multiple of "
-                f"groups of {width}"
-            )
-        groups = score.reshape(-1, width)
-        order = torch.sort(groups, dim=1, stable=True).indices
+        rows = score.reshape(score.shape[0], -1).to(torch.float64)
+        width = rows.shape[1] if size is None else size
+        padding = -rows.shape[1] % width  # +inf pads the last group: they rank above all
+        padded = F.pad(rows, (0, padding), value=math.inf).reshape(-1, width)
+        order = torch.sort(padded, dim=1, stable=True).indices
         ranks = torch.empty_like(order)
-        positions = torch.arange(width, device=groups.device).expand_as(order)
+        positions = torch.arange(width, device=rows.device).expand_as(order)
         ranks.scatter_(1, order, positions)
+        ranks = ranks.reshape(rows.shape[0], -1)[:, : rows.shape[1]]
         ranked[name] = (ranks + 1).to(torch.float32).reshape(score.shape)
     return ranked
 

@@ -31,6 +31,7 @@ from prune_gym.pruning.layers import (
     ChannelStructure,
     bypassed_layers,
     eval_mode,
+    hooked_forward,
     layer_kind,
     prunable_layers,
 )
@@ -272,19 +273,11 @@ def _output_shapes(
     """Layer name -> the output shape of each of its calls in one eval-mode forward pass."""
     output_shapes: dict[str, list[torch.Size]] = {}
 
-    def record(name: str):
-        def hook(_module, _inputs, output):
-            output_shapes.setdefault(name, []).append(output.shape)
+    def record(name: str, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        output_shapes.setdefault(name, []).append(output.shape)
 
-        return hook
-
-    hooks = [m.register_forward_hook(record(name)) for name, m in layers]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with eval_mode(model):
+        hooked_forward(model, inputs, layers, after=record)
     return output_shapes
 
 

@@ -9,9 +9,11 @@ must be removed together (residual adds, concatenations) share a group.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,17 +48,36 @@ def prunable_layers(
     if example_input is None:
         return layers
     executed: list[nn.Module] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, _: executed.append(mod)) for _, m in layers]
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    hooked_forward(model, example_input, layers, before=lambda _, m, __: executed.append(m))
     position: dict[int, int] = {}
     for module in executed:
         position.setdefault(id(module), len(position))
     return sorted(layers, key=lambda item: position.get(id(item[1]), len(position)))
+
+
+def hooked_forward(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[tuple[str, nn.Module]],
+    *,
+    before: Callable[[str, nn.Module, tuple], None] | None = None,
+    after: Callable[[str, nn.Module, tuple, Any], None] | None = None,
+) -> Any:
+    """``model(inputs)`` without gradients, calling ``before(name, module, args)`` and
+    ``after(name, module, args, output)`` at each call of every layer in ``layers``;
+    the hooks are removed afterwards, even if the pass raises. Returns the output."""
+    handles = []
+    for name, module in layers:
+        if before is not None:
+            handles.append(module.register_forward_pre_hook(partial(before, name)))
+        if after is not None:
+            handles.append(module.register_forward_hook(partial(after, name)))
+    try:
+        with torch.no_grad():
+            return model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def weight_shapes(model: nn.Module) -> dict[str, torch.Size]:
@@ -393,19 +414,10 @@ def _output_layers(
     """Names of the prunable layers whose output tensor is (part of) the model's output."""
     produced: dict[int, str] = {}
 
-    def record(name: str):
-        def hook(_module, _inputs, output):
-            produced[id(output)] = name
+    def record(name: str, _module: nn.Module, _args: tuple, output: Any) -> None:
+        produced[id(output)] = name
 
-        return hook
-
-    hooks = [m.register_forward_hook(record(name)) for name, m in layers]
-    try:
-        with torch.no_grad():
-            out = model(example_input)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    out = hooked_forward(model, example_input, layers, after=record)
     outputs = out if isinstance(out, (tuple, list)) else [out]
     return {produced[id(o)] for o in outputs if id(o) in produced}
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prune_gym.pruning.layers import eval_mode, prunable_layers
+from prune_gym.pruning.layers import eval_mode, hooked_forward, prunable_layers
 from prune_gym.pruning.masks import check_structure, effective_weight, is_masked, trainable_weight
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
@@ -366,16 +366,7 @@ def input_norms(model: nn.Module, layers: Layers, inputs: torch.Tensor) -> dict[
             total = x.pow(2).sum(dim=[0, *range(2, x.dim())])
         squares[name] = squares.get(name, 0) + total
 
-    handles = [
-        module.register_forward_pre_hook(lambda m, args, name=name: record(name, m, args))
-        for name, module in layers
-    ]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_forward(model, inputs, layers, before=record)
     missing = [name for name, _ in layers if name not in squares]
     if missing:
         raise ValueError(f"wanda: the forward pass never reached layers {missing}")

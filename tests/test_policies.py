@@ -9,6 +9,8 @@ from torch.nn.utils import prune
 
 from prune_gym.baselines import make_policy, policy_env_settings, supported_policies
 from prune_gym.baselines.policies import PANNING_STAGES
+from prune_gym.bench import BenchSpec
+from prune_gym.bench.planning import plan
 from prune_gym.evaluation import assess_policy
 from prune_gym.pruning import MaskSet, prunable_layers
 
@@ -111,6 +113,28 @@ def test_unknown_and_unsupported_policies_are_rejected():
         make_policy("erk", env)  # global mode only chooses a mix
     with pytest.raises(ValueError, match="n_episodes"):
         assess_policy(make_policy("random", env), env, n_episodes=0)
+
+
+def test_a_joint_metric_mix_offers_only_policies_whose_ranking_it_mixes():
+    settings = {"task": "digits-mlp", "budget": {"params": 0.3}, "mode": "joint"}
+    env = gym.make("prune_gym/MetricMix-v0", metrics=["snip", "grasp"], **settings)
+    names = supported_policies(env)
+    # erk and layer-magnitude rank by magnitude, owl by wanda: none is mixed here
+    assert names == ("random", "uniform", "snip", "grasp")
+    for name in names:
+        (record,) = assess_policy(make_policy(name, env), env)
+        assert record["feasible"]
+
+
+def test_a_ranked_policy_name_needs_a_registered_metric():
+    assert policy_env_settings("uniform@wanda-row") == {"rank_by": "wanda-row"}
+    with pytest.raises(ValueError, match=r"unknown metric 'wandda'.*Did you mean 'wanda'"):
+        policy_env_settings("uniform@wandda")
+    with pytest.raises(ValueError, match="expected <policy>@<metric>"):
+        policy_env_settings("uniform@")
+    spec = BenchSpec(tasks=("digits-mlp",), budgets=("params=0.3",), methods=("erk@wandda",))
+    with pytest.raises(ValueError, match="unknown metric 'wandda'"):
+        plan(spec)  # before any run
 
 
 def test_random_weights_keeps_weights_at_random_and_needs_its_env():

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from prune_gym.checks import did_you_mean
 from prune_gym.envs import PruningEnv
 from prune_gym.envs.allocations import erk_ratios, global_ratios, owl_ratios, uniform_ratios
 from prune_gym.envs.metric_mix import one_hot
@@ -26,8 +27,10 @@ from prune_gym.envs.policy_names import (
     PANNING_METHODS,
     RANDOM,
     RANDOM_WEIGHTS,
+    RANKING_METRIC,
     RATIO_METHODS,
 )
+from prune_gym.pruning import available_metrics
 from prune_gym.wrappers import BudgetProjection
 
 #: the Panning paper's hand-set stages: (pruned fraction up to, [synflow, snip, grasp]).
@@ -48,13 +51,23 @@ RANKED_BY = "@"
 
 
 def split_policy_name(name: str) -> tuple[str, str | None]:
-    """``(policy, metric)`` of ``<policy>@<metric>``; ``(name, None)`` without ``@``."""
+    """``(policy, metric)`` of ``<policy>@<metric>``; ``(name, None)`` without ``@``.
+
+    ``ValueError`` for a malformed name or a metric that is not registered.
+    """
     policy, separator, metric = name.partition(RANKED_BY)
-    if separator and (not policy or not metric):
+    if not separator:
+        return name, None
+    if not policy or not metric:
         raise ValueError(
             f"policy {name!r}: expected <policy>{RANKED_BY}<metric>, e.g. uniform@wanda"
         )
-    return policy, metric if separator else None
+    if metric not in available_metrics():
+        raise ValueError(
+            f"policy {name!r}: unknown metric {metric!r}; metrics: {available_metrics()}"
+            + did_you_mean(metric, available_metrics())
+        )
+    return policy, metric
 
 
 class FixedPolicy:
@@ -177,16 +190,10 @@ class PanningHandsetPolicy(FixedPolicy):
 def _ratio_policy(env: PruningEnv, name: str, method: str, seed: int) -> FixedPolicy:
     """A ratio-allocating ``method``, acted through the env's ``allocation_action``."""
     if method in GLOBAL_METRIC:
-        metric = GLOBAL_METRIC[method]
-        allocate, mix_metric = partial(global_ratios, metric=metric), metric
-    elif method == "erk":
-        allocate, mix_metric = erk_ratios, "magnitude"
-    elif method == "owl":
-        allocate, mix_metric = owl_ratios, "wanda"
+        allocate = partial(global_ratios, metric=GLOBAL_METRIC[method])
     else:
-        allocate = uniform_ratios
-        mix_metric = "magnitude" if method == "layer-magnitude" else None
-    return RatioPolicy(env, name, allocate, mix_metric, seed)
+        allocate = {"erk": erk_ratios, "owl": owl_ratios}.get(method, uniform_ratios)
+    return RatioPolicy(env, name, allocate, RANKING_METRIC.get(method), seed)
 
 
 def policy_env_settings(name: str) -> dict[str, str]:

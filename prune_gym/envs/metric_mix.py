@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from prune_gym.checks import check_choice
 from prune_gym.envs.base import PruningEnv
-from prune_gym.envs.policy_names import GLOBAL_METRIC, RANDOM, RATIO_METHODS
+from prune_gym.envs.policy_names import GLOBAL_METRIC, RANDOM, RANKING_METRIC, RATIO_METHODS
 from prune_gym.envs.settings import PruningSettings, doc
 from prune_gym.pruning import MaskSet, prunable_layers
 from prune_gym.pruning.allocate import (
@@ -138,11 +138,14 @@ class MetricMixEnv(PruningEnv):
 
     def fixed_policies(self) -> tuple[str, ...]:
         """Global mode: each mixed metric's one-hot mix; joint mode: the per-layer
-        allocations whose ranking metric is mixed (``owl``'s is ``wanda``)."""
+        allocations whose ranking metric (``RANKING_METRIC``) is mixed, or that have none."""
         if self.settings.mode == "global":
             return (RANDOM, *(n for n, metric in GLOBAL_METRIC.items() if metric in self.metrics))
-        ranking = GLOBAL_METRIC | {"owl": "wanda"}
-        mixed = [n for n in RATIO_METHODS if ranking.get(n, self.metrics[0]) in self.metrics]
+        mixed = [
+            name
+            for name in RATIO_METHODS
+            if name not in RANKING_METRIC or RANKING_METRIC[name] in self.metrics
+        ]
         return (RANDOM, *mixed)
 
     def allocation_action(self, ratios: Sequence[float], metric: str | None = None) -> np.ndarray:

@@ -30,5 +30,13 @@ GLOBAL_METRIC = {
     "grasp": "grasp",
     "synflow": "synflow",
 }
+#: the metric a ratio method ranks weights by inside each layer where the env's action
+#: chooses the ranking (MetricMix's joint mode); the others rank by every metric alike.
+RANKING_METRIC = {
+    **GLOBAL_METRIC,
+    "layer-magnitude": "magnitude",
+    "erk": "magnitude",
+    "owl": "wanda",
+}
 #: methods that choose a metric mix at every step of an iterative env (Panning).
 PANNING_METHODS = ("iterative-snip", "iterative-grasp", "iterative-synflow", "panning-handset")

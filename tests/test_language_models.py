@@ -73,6 +73,10 @@ def test_the_corpus_fingerprint_keys_the_task(lm):
     # the four splits partition the windows (some texts repeat, so count them)
     train, test = load_corpus_windows(context=64)
     assert windows(*splits.values()) == windows(train, test)
+    tokens, targets = lm.calibration_batch(8, seed=1)
+    assert tokens.shape == targets.shape == (8, 64) and tokens.dtype == torch.int64
+    with pytest.raises(ValueError, match="sequence targets"):
+        lm.calibration_batch(256, class_balanced=True)
 
 
 def test_every_projection_is_prunable_and_the_embeddings_are_not(lm):

@@ -37,15 +37,15 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One data split held in memory: ``inputs`` and int64 class ``targets``.
+    """One data split held in memory: ``inputs`` and int64 ``targets``.
 
     Targets are one class per sample ``(N,)``, or one per position ``(N, L)`` (a language
     model's next tokens). Inputs are float32 features, int64 token ids ``(N, L)``, or
     uint8 images ``(N, C, ...)`` with ``stats``: images
     stay uint8 in memory (a quarter of float32's bytes: CIFAR-10's train split is 154 MB,
     not 614 MB) and ``batch`` normalises only the samples asked for, to the same floats
-    as normalising everything up front. Iterating yields ``(all inputs as float32,
-    targets)``, so ``x, y = split`` works (and materialises the floats). Splits returned by
+    as normalising everything up front. Iterating yields ``(all inputs as ``batch`` gives
+    them, targets)``, so ``x, y = split`` works (and materialises the floats). Splits returned by
     tasks are shared between tasks: treat the tensors as read-only.
     """
 

@@ -251,6 +251,11 @@ class Task:
         if not class_balanced:
             index = torch.randperm(len(train), generator=generator)[:n]
             return train.batch(index), train.targets[index]
+        if train.targets.dim() != 1:
+            raise ValueError(
+                f"task {self.name!r} has sequence targets (a label per position), so no "
+                "class-balanced batch; use class_balanced=False"
+            )
         if n < self.num_classes:
             raise ValueError(
                 f"class_balanced batch needs n >= num_classes={self.num_classes}, got n={n}"

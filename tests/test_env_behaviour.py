@@ -200,7 +200,8 @@ def test_density_logits_start_at_the_reference_and_invert_ratios_that_meet_the_b
     reference = make_policy("global-magnitude", ratios).ratios
     np.testing.assert_allclose(logits.reference_densities, 1 - reference, atol=1e-9)
     target = logits.action_to_ratios(np.array([0.5, -0.25, 0.1, -0.6]))
-    np.testing.assert_allclose(logits.action_to_ratios(logits.ratios_to_action(target)), target)
+    round_trip = logits.action_to_ratios(logits.ratios_to_action(target))
+    np.testing.assert_allclose(round_trip, target, atol=1e-8)  # 0 returns as 4e-9 (numpy 2.4)
     with pytest.raises(ValueError, match=r"action='ratio'.*Did you mean 'ratios'"):
         gym.make("prune_gym/GlobalRatio-v0", action="ratio", **kwargs)
     with pytest.raises(ValueError, match=r"density_factor=1\.0"):

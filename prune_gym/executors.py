@@ -18,9 +18,9 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 
 from prune_gym.checks import check_int, check_number
+from prune_gym.ids import EXECUTORS
 from prune_gym.plugins import import_modules, resolved
 
-EXECUTORS = ("local", "ray")
 RAY_HINT = "pip install 'prune-gym[ray]'"
 #: times Ray re-runs a job whose worker died (killed process, lost node).
 DEFAULT_RETRIES = 3

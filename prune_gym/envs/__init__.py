@@ -2,6 +2,7 @@
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -15,19 +16,7 @@ from prune_gym.envs.metric_mix import MetricMixEnv, MetricMixSettings
 from prune_gym.envs.multi_task import MultiTaskEnv
 from prune_gym.envs.panning import PanningEnv, PanningSettings
 from prune_gym.envs.settings import PruningSettings, doc
-
-#: registered id -> entry point, registered at ``import prune_gym``.
-ENV_IDS = {
-    "prune_gym/LayerRatio-v0": "prune_gym.envs.layer_ratio:LayerRatioEnv",
-    "prune_gym/GlobalRatio-v0": "prune_gym.envs.global_ratio:GlobalRatioEnv",
-    "prune_gym/MetricMix-v0": "prune_gym.envs.metric_mix:MetricMixEnv",
-    "prune_gym/Panning-v0": "prune_gym.envs.panning:PanningEnv",
-}
-#: registered id -> the native vector env ``gymnasium.make_vec`` makes (``PruningVectorEnv``).
-VECTOR_ENTRY_POINTS = {
-    "prune_gym/LayerRatio-v0": "prune_gym.envs.vector:LayerRatioVectorEnv",
-    "prune_gym/GlobalRatio-v0": "prune_gym.envs.vector:GlobalRatioVectorEnv",
-}
+from prune_gym.ids import ENV_IDS, VECTOR_ENTRY_POINTS
 
 
 def check_env_id(env_id: str) -> str:
@@ -68,6 +57,25 @@ def prune_gym_env_class(env_id: str) -> type[PruningEnv]:
             "subclasses"
         )
     return env_class
+
+
+def registered_pruning_env_ids() -> list[str]:
+    """Every id ``gymnasium.make`` knows that makes a ``PruningEnv``: prune-gym's own and
+    those registered by imported modules (``--import``), sorted.
+
+    An id whose entry point names a module not imported yet is skipped: loading it would
+    import (or fail to import) packages that have nothing to do with pruning.
+    """
+    ids = []
+    for env_id, spec in gym.registry.items():
+        entry_point = spec.entry_point
+        if isinstance(entry_point, str):
+            if entry_point.partition(":")[0] not in sys.modules:
+                continue
+            entry_point = load_env_creator(entry_point)
+        if isinstance(entry_point, type) and issubclass(entry_point, PruningEnv):
+            ids.append(env_id)
+    return sorted(ids)
 
 
 def env_settings_names(env_id: str) -> set[str]:
@@ -112,4 +120,5 @@ __all__ = [
     "env_settings_names",
     "family_env_id",
     "prune_gym_env_class",
+    "registered_pruning_env_ids",
 ]

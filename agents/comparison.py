@@ -15,6 +15,8 @@ never on test.
 
 from __future__ import annotations
 
+import json
+import statistics
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,7 +188,13 @@ def comparison_rows(
 ) -> list[dict[str, Any]]:
     """One row per budget and policy, learned first at each budget: its means over the
     runs, ``best_on_val`` marking the fixed policy chosen on val at that budget;
-    ``learned``: more fields of the learned rows."""
+    ``learned``: more fields of the learned rows.
+
+    Two times, in seconds: ``train_time``, spent training the policy (a learned or
+    searched policy's ``saved_train_time`` unless ``learned`` gives it; 0 for a fixed
+    policy), and ``eval_time``, spent assessing it here (its runs' ``wall_time`` summed:
+    acting, fine-tuning and measuring; a reused run counts the time it took when it ran).
+    """
     summary = policy_summary(records)
     searches = searched_policies(records)
     fixed: dict[str, dict[str, dict[str, Any]]] = {budget: {} for budget, _ in summary}
@@ -196,7 +204,7 @@ def comparison_rows(
     best = {budget: best_on_val(rows) for budget, rows in fixed.items()}
     rows = []
     for (budget, name), stats in summary.items():
-        mine = [r for r in records if r["policy"] == name and r["budget"] == budget]
+        mine = row_records(records, budget, name)
         is_search = name in searches
         is_learned = stats["kind"] == "learned" and not is_search
         kind = "search" if is_search else "learned" if is_learned else "baseline"
@@ -212,9 +220,49 @@ def comparison_rows(
         row["timesteps"] = (
             config.timesteps if is_learned else config.search_timesteps if is_search else 0
         )
-        row["wall_time"] = sum(record["wall_time"] for record in mine)
+        row["train_time"] = 0.0 if kind == "baseline" else saved_train_time(mine[0])
+        row["eval_time"] = sum(record["wall_time"] for record in mine)
         rows.append(row | (learned if is_learned else {}))
     return rows
+
+
+def saved_train_time(record: dict[str, Any]) -> float | None:
+    """Seconds ``train`` spent training a learned record's policy: the ``train_time`` of
+    the ``results.json`` it wrote beside the ``model.zip``; None without one (a policy
+    trained elsewhere, or a run from before ``train_time``)."""
+    results = Path(record["method"].removeprefix("policy:")).with_name("results.json")
+    try:
+        rows = json.loads(results.read_text())
+    except (OSError, ValueError):
+        return None
+    return next((r["train_time"] for r in rows if r.get("kind") == "learned"), None)
+
+
+def row_records(records: list[dict[str, Any]], budget: str, policy: str) -> list[dict[str, Any]]:
+    """The records of a ``policy_summary`` row: ``policy`` at ``budget`` (a variant
+    label's suffix, if any, ignored)."""
+    name = policy.split(" [")[0]
+    return [r for r in records if r["policy"] == name and r["budget"] == budget]
+
+
+def train_times(records: list[dict[str, Any]]) -> list[float | None]:
+    """The training seconds of every model behind one policy's records, one per model
+    (``saved_train_time``); ``[0.0]`` for a fixed policy."""
+    if all(record["kind"] != "learned" for record in records):
+        return [0.0]
+    models = {record["method"]: record for record in records}
+    return [saved_train_time(record) for record in models.values()]
+
+
+def seconds(times: Sequence[float | None]) -> str:
+    """Seconds as a table cell: the mean to 3 significant digits (``0.00512``, ``21.3``,
+    ``363``), ``± std`` over several values; unknown ones (None) left out, ``n/a`` if all."""
+    values = [time for time in times if time is not None]
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    text = f"{mean:.3g}" if mean < 1000 else f"{mean:,.0f}"
+    return text + (f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else "")
 
 
 def best_baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -242,6 +290,8 @@ COLUMNS = (
     "params ratio",
     "feasible rate",
     "env steps",
+    "train time (s)",
+    "eval time (s)",
 )
 
 
@@ -262,7 +312,10 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
         f"trained {config.finetune_steps} steps before val/test accuracy. (*): the best "
         f"baseline, chosen on val accuracy among those always feasible: {chosen}. The "
         "learned policy is the training checkpoint best on val (the untrained one "
-        "included); test accuracy is only reported.",
+        "included); test accuracy is only reported. *train time*: seconds spent training "
+        "the policy (0 for a fixed policy); *eval time*: seconds spent assessing it here "
+        "(acting, fine-tuning and measuring val and test, summed over its episodes; a run "
+        "reused from before counts the time it took then).",
         "",
         ("| budget " if several else "") + f"| {' | '.join(columns)} |",
         ("|---" if several else "") + "|---" * len(columns) + "|",
@@ -274,7 +327,8 @@ def comparison_table(config: RunConfig, rows: list[dict[str, Any]]) -> str:
             (f"| {row['budget']} " if several else "")
             + f"| {row['policy']}{mark} | {row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} "
             f"{ppl}| {row['macs_ratio']:.4f} | {row['params_ratio']:.4f} | {row['feasible']:.0%} "
-            f"| {row['timesteps']} |"
+            f"| {row['timesteps']} | {seconds([row['train_time']])} "
+            f"| {seconds([row['eval_time']])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -295,19 +349,27 @@ def seeds_table(
         "",
         f"Mean ± std (sample) over the runs of seeds {', '.join(map(str, done)) or 'none'}, "
         f"{config.eval_episodes} bench seed(s) each; each seed's table is in its folder "
-        "(seed-<n>/summary.md). Test accuracy is only reported.",
+        "(seed-<n>/summary.md). Test accuracy is only reported. *train time*: seconds spent "
+        "training the policy, mean ± std over its models (0 for a fixed policy); *eval "
+        "time*: seconds spent assessing it, per run (acting, fine-tuning and measuring).",
         "",
-        "| policy | runs | val acc. | test acc. | MACs ratio | params ratio | feasible rate |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | runs | val acc. | test acc. | MACs ratio | params ratio | feasible rate "
+        "| train time (s) | eval time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    summary = policy_summary(latest_records(records), ignore=PER_TRAINING_SETTINGS)
+    records = latest_records(records)
+    summary = policy_summary(records, ignore=PER_TRAINING_SETTINGS)
     several = len({budget for budget, _ in summary}) > 1
     if several:
         lines[-2:] = [f"| budget {lines[-2]}", f"|---{lines[-1]}"]
     for (budget, policy), row in summary.items():
-        cells = " | ".join(mean_std_cell(row[key]) for key in SUMMARY_FIELDS)
+        cells = " | ".join(mean_std_cell(row[key], runs=row["runs"]) for key in SUMMARY_FIELDS)
+        mine = row_records(records, budget, policy)
+        times = f"{seconds(train_times(mine))} | {seconds([r['wall_time'] for r in mine])}"
         start = f"| {budget} " if several else ""
-        lines.append(f"{start}| {policy} | {row['runs']} | {cells} | {row['feasible']:.0%} |")
+        lines.append(
+            f"{start}| {policy} | {row['runs']} | {cells} | {row['feasible']:.0%} | {times} |"
+        )
     for seed, error in failed.items():
         lines.append(f"\nSeed {seed} failed: {error}")
     return "\n".join(lines) + "\n"

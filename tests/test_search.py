@@ -112,6 +112,7 @@ def test_train_runs_both_searches_beside_the_agent_at_every_budget_with_its_env_
     for (budget, search), row in searched.items():
         assert row["timesteps"] == 16 and row["feasible"] == 1.0  # 48 env steps over 3 budgets
         assert not row["best_on_val"]  # the best fixed policy is chosen among fixed ones
+        assert row["train_time"] > 0 and row["eval_time"] > 0  # the search's, from its folder
         saved = json.loads((tmp_path / "searches" / f"{search}-{budget}" / "run.json").read_text())
         assert saved["timesteps"] == 16 and saved["budget"] == {"params": float(budget[7:])}
         assert saved["env_kwargs"]["reference"] == "global"  # the agent's reference

@@ -73,6 +73,8 @@ SUMMARY_FIELDS = (
     "macs_ratio",
     "train_steps",
 )
+#: the summary's columns of mean ± std, in order.
+MEAN_STD_COLUMNS = ("val_accuracy", "test_accuracy", "params_ratio", "macs_ratio")
 #: p-value at or above which a method is marked as not distinguishable from the best.
 NOISE_LEVEL = 0.05
 #: settings holding a digest, shortened to this many characters in labels.
@@ -202,9 +204,18 @@ def at_chance(mean_accuracies: list[float], num_classes: int, margin: float = 0.
     return max(mean_accuracies) < 1.0 / num_classes + margin
 
 
-def mean_std_cell(pair: tuple[float, float] | None, digits: int = 4) -> str:
-    """A ``mean_std`` pair as a table cell: ``0.9713 ± 0.0042`` (``n/a`` for None)."""
-    return "n/a" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+def mean_std_cell(
+    pair: tuple[float, float] | None, digits: int = 4, runs: int | None = None
+) -> str:
+    """A ``mean_std`` pair as a table cell: ``0.9713 ± 0.0042`` (``n/a`` for None).
+
+    ``runs``: how many values the pair is over; for 1, the mean alone (``0.9713``): the
+    spread of one value would read as a measured 0.
+    """
+    if pair is None:
+        return "n/a"
+    mean = f"{pair[0]:.{digits}f}"
+    return mean if runs == 1 else f"{mean} ± {pair[1]:.{digits}f}"
 
 
 def _steps(pair: tuple[float, float] | None) -> str:
@@ -232,17 +243,18 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     lines = [
         "# Benchmark summary",
         "",
-        "Mean ± std over seeds. *val acc.*: accuracy on the validation split, the only "
-        "selection criterion. *test acc.*: accuracy on the test split, reported only. Both "
-        "after the method's fine-tuning or training. *params ratio*: kept prunable weights / "
-        "dense; *MACs ratio*: nonzero MACs / dense (structural with channels). *train "
-        "steps*: optimizer steps spent after dense pre-training, fine-tuning included (for a "
-        "learned policy, its rewards' fine-tuning too, at most). *feasible*: share of runs "
-        "within the budget. **Bold**: best mean val accuracy among methods feasible in every "
-        "run. ≈: not distinguishable from the bold method (two-sided paired t-test over "
-        f"seeds on test accuracy, p >= {NOISE_LEVEL}; needs >= 3 common seeds). A language "
-        "model's accuracy is its next-token accuracy, and its *test perplexity* the "
-        "exponential of the mean next-token cross-entropy on the test split.",
+        "Mean ± std over seeds (the mean alone for one seed). *val acc.*: accuracy on the "
+        "validation split, the only selection criterion. *test acc.*: accuracy on the test "
+        "split, reported only. Both after the method's fine-tuning or training. *params "
+        "ratio*: kept prunable weights / dense; *MACs ratio*: nonzero MACs / dense "
+        "(structural with channels). *train steps*: optimizer steps spent after dense "
+        "pre-training, fine-tuning included (for a learned policy, its rewards' fine-tuning "
+        "too, at most). *feasible*: share of runs within the budget. **Bold**: best mean val "
+        "accuracy among methods feasible in every run. ≈: not distinguishable from the bold "
+        f"method (two-sided paired t-test over seeds on test accuracy, p >= {NOISE_LEVEL}; "
+        "needs >= 3 common seeds). A language model's accuracy is its next-token accuracy, "
+        "and its *test perplexity* the exponential of the mean next-token cross-entropy on "
+        "the test split.",
     ]
     if sizes := _sizes(records):
         lines += ["", f"Validation / test samples: {sizes}."]
@@ -252,7 +264,7 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
     for task, budget in loosest_first((t, b) for t, b, _ in summary):
         rows = {m: r for (t, b, m), r in summary.items() if (t, b) == (task, budget)}
         best = best_on_val(rows)
-        dense = next(iter(rows.values()))["dense_accuracy"]
+        first = next(iter(rows.values()))  # its runs measured the dense model too
         extra = [
             (name, title)
             for name, title in (
@@ -262,9 +274,11 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
             )
             if any(row[name] is not None for row in rows.values())
         ]
-        dense_text = f"dense test accuracy {mean_std_cell(dense)}"
-        if (perplexity := next(iter(rows.values()))["dense_perplexity"]) is not None:
-            dense_text += f", perplexity {mean_std_cell(perplexity, 3)}"
+        dense_text = (
+            f"dense test accuracy {mean_std_cell(first['dense_accuracy'], runs=first['runs'])}"
+        )
+        if (perplexity := first["dense_perplexity"]) is not None:
+            dense_text += f", perplexity {mean_std_cell(perplexity, 3, first['runs'])}"
         lines += ["", f"## {task}, budget {budget} ({dense_text})", ""]
         header = "| method | kind | val acc. | test acc. | params ratio | MACs ratio | train steps "
         header += "| feasible | " + "".join(f"{title} | " for _, title in extra) + "runs |"
@@ -275,16 +289,14 @@ def write_summary(records: list[dict[str, Any]], path: Path) -> str:
                 name = f"**{method}**"
             elif best is not None and indistinguishable(row, rows[best]):
                 name = f"{method} ≈"
+            runs = row["runs"]
             cells = [
                 name,
                 row["kind"],
-                mean_std_cell(row["val_accuracy"]),
-                mean_std_cell(row["test_accuracy"]),
-                mean_std_cell(row["params_ratio"]),
-                mean_std_cell(row["macs_ratio"]),
+                *(mean_std_cell(row[key], runs=runs) for key in MEAN_STD_COLUMNS),
                 _steps(row["train_steps"]),
                 f"{row['feasible']:.0%}",
-                *(mean_std_cell(row[key], 3) for key, _ in extra),
+                *(mean_std_cell(row[key], 3, runs) for key, _ in extra),
                 str(row["runs"]),
             ]
             lines.append("| " + " | ".join(cells) + " |")

@@ -7,8 +7,10 @@ in the same folder, runs the search baselines (``RunConfig.searches``, each in
 ``--out/searches``) with the same env steps in all, then writes to ``--out``:
 ``model.zip`` (that checkpoint), ``run.json`` (``RunConfig``), ``results.json`` (one row
 per policy), ``summary.md`` (the table), ``progress.csv`` and TensorBoard logs (SB3's
-logger), and ``training.png``. ``eval`` reloads a run and redoes the comparison in its
-bench folder. SB3 zips are pickle: load only trusted files.
+logger), and ``training.png``. An ``INCOMPLETE`` file marks the folder from ``run.json``
+until ``model.zip`` is final, so an interrupted training is never taken for a policy.
+``eval`` reloads a run and redoes the comparison in its bench folder. SB3 zips are
+pickle: load only trusted files.
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ from agents.comparison import (
 from agents.panning_agent import PanningAgent
 from agents.ppo_lagrangian import PPOLagrangian
 from agents.run_config import SEARCH_AGENTS, RunConfig, algorithm_kwargs
+from agents.saved_runs import saved_run
 from agents.search import ActionSearch
 from agents.selection import ValidationSelection
+from prune_gym.algorithms import INCOMPLETE_MARKER
 from prune_gym.bench.plots import training_curves
 from prune_gym.executors import Executor
 from prune_gym.sb3 import VectorEnvAdapter
@@ -190,6 +194,8 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
     reference = resolve_reference(config, baselines)
     model = build_model(config, task)
     out.mkdir(parents=True, exist_ok=True)
+    marker = out / INCOMPLETE_MARKER  # until model.zip is final: eval and bench refuse the run
+    marker.write_text(f"prune-gym train started {time.strftime('%Y-%m-%d %H:%M:%S')}, not finished")
     (out / "run.json").write_text(config.to_json())
     model.set_logger(configure(str(out), ["csv", "tensorboard"]))
     env = gym.make(config.env, **config.env_settings(task=task))
@@ -204,6 +210,7 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
     model.learn(total_timesteps=config.timesteps, callback=[progress, selection])
     wall = time.perf_counter() - start
     model.save(out / "model.zip")
+    marker.unlink()  # the model is final; eval redoes a comparison cut short after this
     projection = not env.unwrapped.prunes_to_budget
     records = run_comparison(config, task, out / BENCH_FOLDER, out / "model.zip", projection)
     records += run_searches(config, out)
@@ -235,6 +242,7 @@ def train_and_compare(config: RunConfig, out: str | Path) -> tuple[str, list[dic
         kept_timesteps=selection.kept_timesteps,
         best=None if best is None or ranged else (best["policy"], best["val_accuracy"]),
         dense_val_accuracy=task.evaluate(task.pretrained_model(), "val")["accuracy"],
+        prunes_to_budget=env.unwrapped.prunes_to_budget,
     )
     return table, records
 
@@ -315,18 +323,11 @@ def train_seeds(
 
 def evaluate_saved(model_path: str | Path, episodes: int | None = None) -> str:
     """Reload ``model.zip`` and its ``run.json``, and redo the comparison table (in the
-    run's bench folder, reusing the runs done before)."""
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"no model at {model_path}; give the model.zip that train wrote")
-    run_file = model_path.with_name("run.json")
-    if not run_file.exists():
-        raise FileNotFoundError(f"{run_file} not found: eval needs the run.json that train writes")
-    config = RunConfig.from_file(run_file)
+    run's bench folder, reusing the runs done before); ``episodes``: other than the run's
+    own (``eval_episodes``)."""
+    config, task, projection = saved_run(model_path)
     if episodes is not None:
         config.eval_episodes = episodes
-    task = make_task(config.task, seed=config.seed)
-    env = gym.make(config.env, **config.env_settings(task=task))  # as trained: may it overspend?
-    folder = model_path.parent / BENCH_FOLDER
-    records = run_comparison(config, task, folder, model_path, not env.unwrapped.prunes_to_budget)
+    folder = Path(model_path).parent / BENCH_FOLDER
+    records = run_comparison(config, task, folder, Path(model_path), projection)
     return comparison_table(config, comparison_rows(config, records))

@@ -19,6 +19,20 @@ from prune_gym.checks import did_you_mean
 from prune_gym.envs import PruningEnv, env_creator
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
+#: the file ``prune-gym train`` keeps in its folder while a run is unfinished: present
+#: after an interrupted or failed run, whose ``model.zip`` is then missing or stale.
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+def check_finished_run(model_path: str | Path) -> None:
+    """``ValueError`` if ``model_path`` lies in the folder of a ``prune-gym train`` run that
+    did not finish (``INCOMPLETE_MARKER`` beside it)."""
+    marker = Path(model_path).with_name(INCOMPLETE_MARKER)
+    if marker.exists():
+        raise ValueError(
+            f"{Path(model_path).parent} holds an unfinished prune-gym train run ({marker}: "
+            f"{marker.read_text().strip()}); run train again to finish it"
+        )
 
 
 def register_algorithm(name: str, cls: type[BaseAlgorithm]) -> None:
@@ -60,7 +74,9 @@ class SavedRun:
 
     @classmethod
     def beside(cls, model_path: str | Path) -> SavedRun | None:
-        """The run saved next to ``model_path`` (``run.json``), or None if there is none."""
+        """The run saved next to ``model_path`` (``run.json``), or None if there is none;
+        ``ValueError`` if that run did not finish (``check_finished_run``)."""
+        check_finished_run(model_path)
         path = Path(model_path).with_name("run.json")
         if not path.exists():
             return None

@@ -33,6 +33,8 @@ def test_list_shows_what_an_imported_module_registers(lab, capsys):
     tasks = next(line for line in out.splitlines() if line.startswith("tasks:"))
     metrics = next(line for line in out.splitlines() if line.startswith("metrics:"))
     assert "sensor-cnn" in tasks and "squared" in metrics
+    envs = next(line for line in out.splitlines() if line.startswith("envs:"))
+    assert "my_lab/SensorGlobal-v0" in envs and "prune_gym/GlobalRatio-v0" in envs
 
 
 def test_list_names_fixed_policies_training_methods_and_suites(capsys):

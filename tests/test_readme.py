@@ -21,6 +21,8 @@ def test_readme_python_block_runs(index, capsys):
         assert namespace["terminated"].all()
         assert (namespace["infos"]["final_info"]["params_ratio"] <= 0.3 + 1e-9).all()
         assert namespace["model"].num_timesteps == 64
+    if "PPO" in namespace and "action" in namespace and "info" in namespace:  # the envs' example
+        assert namespace["info"]["feasible"]  # density logits meet the budget
     if "masks" in namespace:  # the quickstart: 80% pruned, fine-tuning helps
         out = capsys.readouterr().out
         assert "sparsity 0.80" in out

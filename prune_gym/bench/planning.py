@@ -129,7 +129,7 @@ def plan(spec: BenchSpec) -> list[Run]:
     """Every run of ``spec``, methods ``all`` expanded to every one-shot and training method."""
     probe = gym.make(
         spec.env,
-        task=make(spec.tasks[0], seed=spec.first_seed),
+        task=make(spec.tasks[0], seed=spec.seed_values[0]),
         structure=spec.structure,
         max_ratio=spec.max_ratio,
         **spec.env_kwargs,
@@ -152,7 +152,7 @@ def plan(spec: BenchSpec) -> list[Run]:
             )
     methods += [(f"policy:{path}", "learned") for path in spec.policies]
     unique = list(dict.fromkeys(methods))
-    seeds = range(spec.first_seed, spec.first_seed + spec.seeds)
+    seeds = spec.seed_values
     runs = []
     for task in spec.tasks:
         grid = [

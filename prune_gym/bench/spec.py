@@ -60,7 +60,8 @@ class BenchSpec:
     tasks: tuple[str, ...]
     budgets: tuple[str, ...]
     methods: tuple[str, ...] = ("all",)
-    seeds: int = 3
+    #: how many seeds (``first_seed`` onwards), or the seeds themselves, e.g. ``(0, 2)``.
+    seeds: int | tuple[int, ...] = 3
     env: str = "prune_gym/GlobalRatio-v0"
     structure: str = "unstructured"
     #: fine-tuning of every policy's final masks, one or several budgets; ``"matched"`` is
@@ -87,7 +88,6 @@ class BenchSpec:
     def __post_init__(self) -> None:
         if not self.tasks or not self.budgets or not self.methods:
             raise ValueError(f"a benchmark needs tasks, budgets and methods; got {self}")
-        check_int(self.seeds, "seeds", low=1)
         budgets = self.finetune_steps
         budgets = tuple(budgets) if isinstance(budgets, (tuple, list)) else (budgets,)
         if not budgets:
@@ -99,6 +99,7 @@ class BenchSpec:
         if self.max_ratio is not None:
             check_fraction(self.max_ratio, "max_ratio")
         check_int(self.first_seed, "first_seed", low=0)
+        self._check_seeds()
         if not isinstance(self.projection, bool):
             raise TypeError(f"projection must be true or false, not {self.projection!r}")
         if not isinstance(self.env_kwargs, dict):
@@ -113,6 +114,28 @@ class BenchSpec:
         check_env_id(self.env)
         for budget in self.budgets:
             Budget.parse(budget)
+
+    def _check_seeds(self) -> None:
+        """A count of at least one, or distinct seeds >= 0 (then ``first_seed`` stays 0)."""
+        if not isinstance(self.seeds, (tuple, list)):
+            check_int(self.seeds, "seeds", low=1)
+            return
+        seeds = tuple(check_int(seed, "a seed", low=0) for seed in self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds={list(self.seeds)}: give distinct seeds, e.g. [0, 1, 2]")
+        if self.first_seed:
+            raise ValueError(
+                f"seeds={list(seeds)} names its seeds: first_seed={self.first_seed} only "
+                "applies to a count of seeds"
+            )
+        object.__setattr__(self, "seeds", seeds)
+
+    @property
+    def seed_values(self) -> tuple[int, ...]:
+        """The seeds every run of the grid is repeated at."""
+        if isinstance(self.seeds, tuple):
+            return self.seeds
+        return tuple(range(self.first_seed, self.first_seed + self.seeds))
 
 
 def load_suite(name_or_path: str) -> BenchSpec:
@@ -140,6 +163,8 @@ def load_suite(name_or_path: str) -> BenchSpec:
     if unknown:
         raise ValueError(f"suite {path} has unknown keys {unknown}; accepted: {sorted(fields)}")
     raw.pop("description", None)
+    if isinstance(raw.get("seeds"), list):
+        raw["seeds"] = tuple(raw["seeds"])
     for key in ("tasks", "methods", "policies"):
         if key in raw:
             raw[key] = tuple(raw[key])

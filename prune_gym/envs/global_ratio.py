@@ -64,7 +64,12 @@ class GlobalRatioEnv(PruningEnv):
 
     ``action="ratios"`` (default): each entry maps to a ratio in [min_ratio, max_ratio]
     (``action_to_ratios``); any allocation can be expressed, including infeasible ones,
-    which the reward and ``info["feasible"]`` report (or ``BudgetProjection`` prevents).
+    which ``info["feasible"]`` reports (or ``BudgetProjection`` prevents). The reward does
+    not price the budget, so an unconstrained agent (plain PPO, SAC) learns to overspend:
+    train a Lagrangian agent, or wrap the env in ``BudgetProjection`` or
+    ``LagrangianReward``, or use ``action="logits"``. ``prune-gym train`` uses
+    ``action="logits"`` with the best fixed policy as ``reference`` and ``max_ratio=1.0``
+    (``agents.run_config.ENV_DEFAULTS``; README, "Environments").
 
     ``action="logits"``: feasible by construction and starting from a strong allocation.
     Entry l scales layer l's density in the ``reference`` allocation at the budget

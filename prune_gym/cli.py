@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ from prune_gym.plugins import import_modules
 INTERRUPTED = 130
 #: exit code of an I/O error, e.g. a full disk (EX_IOERR of sysexits.h).
 IO_ERROR = 74
+#: exit code when stdout's reader has gone (128 + SIGPIPE), as shells report it.
+BROKEN_PIPE = 141
 #: exit code of a usage error (argparse's): bad options or input, nothing run.
 USAGE_ERROR = 2
 EXIT_STATUS = (
@@ -542,14 +545,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_modules(args.imports)
         return args.run(args)
     except KeyboardInterrupt:
-        print(f"\nprune-gym {args.verb}: interrupted", file=sys.stderr)
+        print(f"\nprune-gym {args.verb}: interrupted{_left_behind(args)}", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:  # the reader went away (prune-gym list | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return BROKEN_PIPE
     except Exception as error:
         if _usage_error(error):  # a message, no traceback
             parser.exit(USAGE_ERROR, f"prune-gym {args.verb}: error: {error}\n")
         if isinstance(error, OSError):
             parser.exit(IO_ERROR, f"prune-gym {args.verb}: I/O error: {error}\n")
         raise
+
+
+def _left_behind(args: argparse.Namespace) -> str:
+    """What an interrupted verb leaves: ``train`` marks its unfinished folders."""
+    if args.verb != "train":
+        return ""
+    from prune_gym.algorithms import INCOMPLETE_MARKER
+
+    return (
+        f"; unfinished runs in {args.out} are marked by an {INCOMPLETE_MARKER} file, which "
+        "eval and bench --policy refuse: run the same command again"
+    )
 
 
 def _usage_error(error: Exception) -> bool:

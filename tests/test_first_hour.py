@@ -91,6 +91,7 @@ def test_an_interrupted_train_marks_its_folder_and_eval_and_bench_refuse_it(
     monkeypatch.setattr(PPOLagrangian, "learn", interrupted)
     out = tmp_path / "cut"
     assert main([*TRAIN, "--out", str(out)]) == 130
+    assert "marked by an INCOMPLETE file" in capsys.readouterr().err
     assert (out / "run.json").exists() and not (out / "model.zip").exists()
     assert "not finished" in (out / INCOMPLETE_MARKER).read_text()
     (out / "model.zip").write_bytes((run / "model.zip").read_bytes())  # a stale model too
@@ -219,3 +220,16 @@ def test_readme_says_how_to_install_the_cpu_only_torch_first():
         install
     )
     assert 'pip install -e ".[dev]"' in install  # the two commands stay as they are
+
+
+def test_output_piped_into_head_ends_quietly():
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "prune_gym.cli", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    listing.stdout.close()  # the reader goes before the listing is written (`| head -0`)
+    err = listing.stderr.read()
+    assert listing.wait() in (0, 141) and "error" not in err, err

@@ -141,6 +141,7 @@ def test_bench_runs_exactly_the_seeds_named(tmp_path):
         (["bench", "--suite", "smoke", "--seed", "0", "--seeds", "2"], "not both"),
         (["train", "--env-kwargs", '{"metrics": "snip"}'], "metrics must be a list"),  # TypeError
         (["bench", "--policy", "nowhere/model.zip"], "no model at nowhere/model.zip"),
+        (["bench", "--suite", "smoke", "--device", "cuda:99"], "device='cuda:99'"),  # not here
     ],
 )
 def test_every_usage_error_exits_2_with_one_line(argv, message, tmp_path, capsys):

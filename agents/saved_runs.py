@@ -9,7 +9,6 @@ so (``policy_warnings``): a policy acts outside what it learned there.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from agents.run_config import RunConfig
 from prune_gym.algorithms import check_finished_run
 from prune_gym.bench import BenchSpec
 from prune_gym.pruning import Budget
+from prune_gym.pruning.cost import BudgetRange, budget_setting
 from prune_gym.tasks import Task
 from prune_gym.tasks import make as make_task
 
@@ -94,14 +94,8 @@ def policy_warnings(spec: BenchSpec, given_algorithm: str | None = None) -> list
 
 
 def within_trained_budget(label: str, config: RunConfig) -> bool:
-    """Whether the budget ``label`` is the one ``config`` trained at, or inside its range
-    (the same resources, each limit within its trained bounds)."""
-    limits = Budget.parse(label).limits
-    if set(limits) != set(config.budget):
-        return False
-    for resource, limit in limits.items():
-        trained = config.budget[resource]
-        low, high = trained if isinstance(trained, list | tuple) else (trained, trained)
-        if not (low - 1e-9 <= limit <= high + 1e-9 or math.isclose(limit, high)):
-            return False
-    return True
+    """Whether the budget ``label`` is the one ``config`` trained at, or inside its range."""
+    trained, budget = budget_setting(config.budget), Budget.parse(label)
+    if isinstance(trained, BudgetRange):
+        return trained.covers(budget)
+    return budget.label == trained.label

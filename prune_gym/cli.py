@@ -17,11 +17,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prune_gym import __version__
 from prune_gym.ids import EXECUTORS
 from prune_gym.plugins import import_modules
+
+if TYPE_CHECKING:  # imported by the verbs that need it: it imports torch
+    from prune_gym.executors import Executor
 
 #: exit code after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
@@ -131,7 +134,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _executor(args: argparse.Namespace) -> Any:
+def _executor(args: argparse.Namespace) -> Executor:
     """The executor ``--executor``, ``--address`` and the resources per run ask for."""
     from prune_gym.executors import make_executor
 
@@ -173,13 +176,13 @@ def _train(args: argparse.Namespace) -> int:
         "eval_freq": args.eval_freq,
         "searches": args.searches,
     }
-    seeds = _seed_setting(args)
+    _seed_setting(args)  # refuses --seed with --seeds
     config = RunConfig(
         env=args.env,
         task=args.task,
         agent=args.agent,
         timesteps=args.timesteps,
-        seed=seeds[0] if isinstance(seeds, tuple) and len(seeds) == 1 else 0,
+        seed=0 if args.seed is None else args.seed,
         env_kwargs=env_kwargs,
         lam=args.lam,
         eval_episodes=args.episodes,
@@ -193,7 +196,7 @@ def _train(args: argparse.Namespace) -> int:
         print(train(config, args.out))
         print(f"{files} in {args.out}")
         return 0
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else seeds
+    seeds = tuple(range(args.seeds)) if isinstance(args.seeds, int) else args.seeds
     executor = _executor(args)
     try:
         summary, failed = train_seeds(config, seeds, args.out, executor)

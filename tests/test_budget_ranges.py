@@ -159,3 +159,15 @@ def test_metric_mix_prunes_to_each_drawn_budget():
         assert observation[column] == pytest.approx(limit)
         info = env.step(env.action_space.sample())[4]
         assert info["feasible"] and info["params_ratio"] > limit - 0.01
+
+
+def test_a_range_covers_the_budgets_inside_it_up_to_label_rounding():
+    budget_range = BudgetRange({"params": (0.2, 0.5)})
+    middle = budget_range.grid(3)[1]  # params 0.316228 once written as a label
+    assert budget_range.covers(Budget.parse(middle.label))
+    assert budget_range.covers(Budget({"params": 0.2})) and budget_range.covers(
+        Budget({"params": 0.5})
+    )
+    assert not budget_range.covers(Budget({"params": 0.19}))
+    assert not budget_range.covers(Budget({"flops": 0.3}))  # another resource
+    assert not budget_range.covers(Budget({"params": 0.3, "flops": 0.5}))  # one more

@@ -429,10 +429,11 @@ def training_curves(
         best=best,
         dense_val_accuracy=dense_val_accuracy,
     )
+    cost = partial(_cost_panel, budget=budget, resources=costs, colors=colors)
     panels = [draw for draw, present in (
         (_reward_panel, "rollout/ep_rew_mean" in columns),
         (validation, "eval/val_accuracy" in columns),
-        (partial(_cost_panel, budget=budget, colors=colors), costs and not prunes_to_budget),
+        (cost, costs and not prunes_to_budget),
         (partial(_multiplier_panel, colors=colors), lambdas and not prunes_to_budget),
         (_std_panel, POLICY_STD in columns and prunes_to_budget),
     ) if present]  # fmt: skip
@@ -490,13 +491,14 @@ def _cost_panel(
     columns: dict[str, list[tuple[float, float]]],
     *,
     budget: dict[str, float | Sequence[float]],
+    resources: list[str],
     colors: dict[str, str],
 ) -> None:
-    """Each resource's mean episode cost, a thin line with dots, over its limit drawn as a
+    """Each logged resource's mean episode cost, a thin line with dots, over its limit drawn as a
     wide pale band of the same colour (a budget range: its span shaded), so a cost on its
     limit shows as a line through the band."""
     highest = 0.0
-    for resource in (r for r in budget if f"rollout/ep_cost_{r}_mean" in columns):
+    for resource in resources:
         used = columns[f"rollout/ep_cost_{resource}_mean"]
         color = colors[resource]
         label = f"{resource} used"

@@ -493,6 +493,14 @@ class BudgetRange:
             for r, (low, high) in sorted(self.bounds.items())
         )
 
+    def covers(self, budget: Budget) -> bool:
+        """Whether ``budget`` limits the same resources as the range, each within its
+        bounds, up to the rounding of a label (``:g``, 6 significant digits)."""
+        return set(budget.limits) == set(self.bounds) and all(
+            low * (1 - 1e-6) <= budget.limits[r] <= high * (1 + 1e-6)
+            for r, (low, high) in self.bounds.items()
+        )
+
     def grid(self, points: int = 3) -> list[Budget]:
         """``points`` budgets spread log-evenly from the tightest to the loosest corner
         (every ranged resource moves together), e.g. to evaluate over the range."""
